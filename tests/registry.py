@@ -1,0 +1,60 @@
+"""Every bijector of the package, each with a small factory, for the shared property suite.
+
+A factory takes a dtype and returns `(bijector, event_shape)`. Events are tiny so that the
+autodiff Jacobian (`D x D`) stays cheap.
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import tfp_glow as tg
+
+tfb = tfp.bijectors
+
+
+def _glow_like_level(dtype):
+    # squeeze -> actnorm -> 1x1 conv -> coupling -> split(inner: learned prior) -> unsqueeze
+    inner = tg.LearnedPrior((2, 2, 4), dtype=dtype)
+    return tfb.Chain([
+        tfb.Invert(tg.Squeeze(dtype=dtype)),
+        tg.ActNorm(8, dtype=dtype),
+        tg.InvertibleConv1x1(8, seed=1, dtype=dtype),
+        tg.AffineCoupling((2, 2, 8), mask="channel", hidden=8, dtype=dtype),
+        tg.Split((2, 2, 8), inner=inner, dtype=dtype),
+        tg.Squeeze(dtype=dtype),
+    ])
+
+
+REGISTRY = {
+    "additive_coupling_checkerboard": lambda dt: (tg.AdditiveCoupling((4, 4, 2), "checkerboard", hidden=8, dtype=dt), (4, 4, 2)),
+    "additive_coupling_channel": lambda dt: (tg.AdditiveCoupling((3, 3, 4), "channel", parity=1, hidden=8, dtype=dt), (3, 3, 4)),
+    "additive_coupling_half": lambda dt: (tg.AdditiveCoupling((5,), "half", hidden=(16,), dtype=dt), (5,)),
+    "additive_coupling_alternate": lambda dt: (tg.AdditiveCoupling((5,), "alternate", parity=1, hidden=(16,), dtype=dt), (5,)),
+    "affine_coupling_checkerboard": lambda dt: (tg.AffineCoupling((4, 4, 2), "checkerboard", parity=1, hidden=8, dtype=dt), (4, 4, 2)),
+    "affine_coupling_channel_tanh": lambda dt: (tg.AffineCoupling((3, 3, 4), "channel", hidden=8, scale_fn="tanh", dtype=dt), (3, 3, 4)),
+    "affine_coupling_half": lambda dt: (tg.AffineCoupling((6,), "half", parity=1, hidden=(16,), dtype=dt), (6,)),
+    "affine_coupling_alternate": lambda dt: (tg.AffineCoupling((5,), "alternate", hidden=(16,), scale_fn="tanh", dtype=dt), (5,)),
+    "actnorm": lambda dt: (tg.ActNorm(3, dtype=dt), (3, 3, 3)),
+    "conv1x1_lu": lambda dt: (tg.InvertibleConv1x1(4, lu=True, seed=0, dtype=dt), (3, 3, 4)),
+    "conv1x1_plain": lambda dt: (tg.InvertibleConv1x1(4, lu=False, seed=0, dtype=dt), (3, 3, 4)),
+    "squeeze": lambda dt: (tg.Squeeze(dtype=dt), (4, 4, 2)),
+    "unsqueeze": lambda dt: (tfb.Invert(tg.Squeeze(dtype=dt)), (2, 2, 8)),
+    "split": lambda dt: (tg.Split((3, 3, 4), dtype=dt), (3, 3, 4)),
+    "split_with_inner": lambda dt: (tg.Split((2, 2, 4), inner=tfb.Chain([tg.ActNorm(2, dtype=dt), tg.AffineCoupling((2, 2, 2), "channel", hidden=8, dtype=dt)]), dtype=dt), (2, 2, 4)),
+    "learned_prior": lambda dt: (tg.LearnedPrior((2, 2, 3), dtype=dt), (2, 2, 3)),
+    "diagonal_scale": lambda dt: (tg.DiagonalScale((5,), dtype=dt), (5,)),
+    "glow_level_chain": lambda dt: (_glow_like_level(dt), (4, 4, 2)),
+}
+
+
+def randomize(bijector, seed=0, scale=0.3):
+    """Give every trainable variable random values, so no layer sits at its identity init."""
+    rng = np.random.default_rng(seed)
+    for v in bijector.trainable_variables:
+        v.assign(v + scale * rng.standard_normal(v.shape).astype(v.dtype.as_numpy_dtype))
+    return bijector
+
+
+def make(name, dtype=tf.float32, seed=0):
+    bijector, event_shape = REGISTRY[name](dtype)
+    return randomize(bijector, seed), event_shape

@@ -1,0 +1,18 @@
+"""Flow building blocks as `tfp.bijectors.Bijector` subclasses.
+
+`forward` maps latent to data (sampling); `inverse` maps data to latent (`log_prob`).
+"""
+from tfp_glow.bijectors.actnorm import ActNorm, data_dependent_initialization, initialize_actnorm
+from tfp_glow.bijectors.conv1x1 import InvertibleConv1x1
+from tfp_glow.bijectors.coupling import AdditiveCoupling, AffineCoupling
+from tfp_glow.bijectors.masks import MASK_TYPES, Mask
+from tfp_glow.bijectors.scaling import DiagonalScale
+from tfp_glow.bijectors.split import LearnedPrior, Split
+from tfp_glow.bijectors.squeeze import Squeeze
+from tfp_glow.bijectors.tracking import keras_layers
+
+__all__ = [
+    "ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
+    "LearnedPrior", "MASK_TYPES", "Mask", "Split", "Squeeze", "data_dependent_initialization",
+    "initialize_actnorm", "keras_layers",
+]

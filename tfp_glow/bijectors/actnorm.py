@@ -1,0 +1,159 @@
+"""ActNorm: a per-channel affine map with data-dependent initialisation (Glow)."""
+import contextlib
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_glow.bijectors._util import check_channels, keras_variables
+
+tfb = tfp.bijectors
+
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def data_dependent_initialization(force=False):
+    """Within this context, every `ActNorm` that data passes through initialises itself from it.
+
+    Use it eagerly around one pass of a batch in the data -> latent direction
+    (`bijector.inverse(x)`), as `initialize_actnorm` does. It is a Python-level switch, not a
+    `tf.cond` hidden in the graph.
+
+    Args:
+      force: re-initialise layers that were initialised before.
+    """
+    previous = getattr(_STATE, "mode", None)
+    _STATE.mode = "force" if force else "once"
+    try:
+        yield
+    finally:
+        _STATE.mode = previous
+
+
+class ActNormParameters(keras.layers.Layer):
+    """Keras holder of ActNorm's weights: `log_scale [C]`, `bias [C]`, `initialized []`."""
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.log_scale = self.add_weight(shape=(self.channels,), initializer="zeros", name="log_scale")
+        self.bias = self.add_weight(shape=(self.channels,), initializer="zeros", name="bias")
+        # Saved with the weights, so a reloaded model is not initialised twice.
+        self.initialized = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                           name="initialized")
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+class ActNorm(tfb.Bijector):
+    """ActNorm: `x = z * exp(log_scale) + bias` per channel; `log|det J| = sum(log_scale)` per
+    position (TFP multiplies by `H * W` for an image event).
+
+    Data-dependent initialisation (`initialize`) sets `bias = mean(x)` and
+    `log_scale = log std(x)` over every axis but the channel axis, so the batch leaves the
+    inverse (data -> latent) with zero mean and unit variance per channel. A channel of zero
+    variance keeps `log_scale = 0` (no NaN, no infinity). Variables are Keras weights of an
+    `ActNormParameters` layer and are also exposed as `tf.Variable`s to `tf.Module`.
+
+    Args:
+      channels: Python int, size of the last axis `C`; inputs are `[..., C]`.
+      validate_args: TFP flag.
+      dtype: float dtype; parameters stay in this dtype under mixed precision.
+      name: name scope.
+
+    References:
+      Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
+    """
+
+    def __init__(self, channels, validate_args=False, dtype=tf.float32, name="actnorm"):
+        parameters = dict(locals())
+        with tf.name_scope(name) as scope_name:
+            self._channels = int(channels)
+            if self._channels < 1:
+                raise ValueError(f"ActNorm needs channels >= 1; received {channels!r}.")
+            self._params = ActNormParameters(self._channels, dtype=tf.as_dtype(dtype).name, name=name)
+            self._variables = keras_variables(self._params)
+            self._log_scale, self._bias, self._initialized = self._variables
+            super().__init__(forward_min_event_ndims=1, validate_args=validate_args, dtype=dtype,
+                             parameters=parameters, name=scope_name)
+
+    @property
+    def parameters_layer(self):
+        return self._params
+
+    @property
+    def is_initialized(self):
+        return bool(self._initialized.numpy() > 0)
+
+    def initialize(self, x, inverse_side=True):
+        """Set the parameters from a batch so it is normalised in the data -> latent direction.
+
+        Args:
+          x: tensor `[..., C]`: the data entering this layer's `inverse` (or, with
+            `inverse_side=False`, the latent entering `forward`, as under `tfb.Invert`).
+          inverse_side: which side of the map `x` is on.
+        """
+        check_channels(x, self._channels, self.name)
+        x = tf.cast(x, self.dtype)
+        axes = list(range(x.shape.rank - 1))
+        mean, var = tf.nn.moments(x, axes=axes)
+        tiny = np.finfo(self.dtype.as_numpy_dtype).tiny ** 0.5
+        log_std = tf.where(var > tiny, 0.5 * tf.math.log(tf.maximum(var, tiny)), tf.zeros_like(var))
+        if inverse_side:  # z = (x - b) e^{-s} has mean 0, var 1
+            self._bias.assign(mean)
+            self._log_scale.assign(log_std)
+        else:  # x = z e^{s} + b has mean 0, var 1
+            self._log_scale.assign(-log_std)
+            self._bias.assign(-mean * tf.exp(-log_std))
+        self._initialized.assign(tf.ones_like(self._initialized))
+
+    def _maybe_initialize(self, t, inverse_side):
+        mode = getattr(_STATE, "mode", None)
+        if mode is None or (mode == "once" and self.is_initialized):
+            return
+        if not tf.executing_eagerly():
+            raise RuntimeError("ActNorm data-dependent initialisation must run eagerly, outside tf.function.")
+        self.initialize(t, inverse_side=inverse_side)
+
+    def _forward(self, z):
+        check_channels(z, self._channels, self.name)
+        self._maybe_initialize(z, inverse_side=False)
+        return z * tf.exp(self._log_scale) + self._bias
+
+    def _inverse(self, x):
+        check_channels(x, self._channels, self.name)
+        self._maybe_initialize(x, inverse_side=True)
+        return (x - self._bias) * tf.exp(-self._log_scale)
+
+    def _forward_log_det_jacobian(self, z):
+        # Constant in z: a scalar that TFP broadcasts and multiplies by the H*W positions.
+        return tf.reduce_sum(self._log_scale)
+
+    def _inverse_log_det_jacobian(self, x):
+        return -tf.reduce_sum(self._log_scale)
+
+
+def initialize_actnorm(bijector, x, force=False):
+    """Data-dependent initialisation of every `ActNorm` inside `bijector` from the batch `x`.
+
+    Runs one eager data -> latent pass. Call it in cross-replica context under
+    `tf.distribute` (outside `strategy.run`): the assignments then reach every replica, so all
+    replicas hold identical values.
+
+    Args:
+      bijector: any bijector (`tfb.Chain`, `tfb.Invert`, ours) whose inverse maps data to latent.
+      x: a data batch `[N, *event_shape]`.
+      force: re-initialise layers that are already initialised.
+
+    Returns:
+      The latent `bijector.inverse(x)`.
+    """
+    if not tf.executing_eagerly():
+        raise RuntimeError("initialize_actnorm must run eagerly.")
+    with data_dependent_initialization(force=force):
+        return bijector.inverse(tf.convert_to_tensor(x, dtype=bijector.dtype))

@@ -1,0 +1,199 @@
+"""Coupling bijectors: additive (NICE) and affine (RealNVP, Glow).
+
+Direction: `forward` maps latent `z` to data `x` (sampling); `inverse` maps data to latent.
+"""
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import cache_util
+
+from tfp_glow import networks
+from tfp_glow.bijectors._util import apply_on_events, check_event_shape, keras_variables, layer_dtype
+from tfp_glow.bijectors.masks import Mask
+
+tfb = tfp.bijectors
+
+SCALE_FUNCTIONS = ("sigmoid", "tanh")
+
+
+def log_scale_from_raw(h, scale_fn, scale_bound):
+    """Bounded log-scale from a raw network output `h`.
+
+    `sigmoid` (Glow): `log s = log sigmoid(h + 2)`, so `s` lies in (0, 1).
+    `tanh` (RealNVP): `log s = b * tanh(h / b)`, so `s` lies in (e^-b, e^b) and is 1 at `h = 0`.
+    Neither overflows for any finite `h`.
+    """
+    if scale_fn == "sigmoid":
+        return tf.math.log_sigmoid(h + 2.0)
+    return scale_bound * tf.math.tanh(h / scale_bound)
+
+
+class _Coupling(tfb.Bijector):
+    """Shared machinery: a mask, one conditioner call, cached log-dets."""
+
+    # forward/inverse compute the log-det in the same pass; the greedy cache stores it so
+    # `log_prob` runs the conditioner once per coupling, not twice.
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+
+    _n_params = 1  # conditioner channels per transformed channel
+
+    def __init__(self, event_shape, mask, parity, conditioner, hidden, validate_args, dtype,
+                 name, parameters):
+        with tf.name_scope(name) as scope_name:
+            self._event_shape_in = tuple(int(d) for d in event_shape)
+            self._mask = Mask(mask, self._event_shape_in, parity)
+            out_shape = self._mask.transformed_shape[:-1] + (
+                self._mask.transformed_shape[-1] * self._n_params,)
+            if conditioner is None:
+                conditioner = self._default_conditioner(out_shape[-1], hidden, layer_dtype(dtype))
+            if not callable(conditioner):
+                raise ValueError(f"conditioner must be a Keras layer or a callable; received {conditioner!r}.")
+            self._conditioner = conditioner
+            # Build now: the weights must exist before Keras or tf.Module can collect them.
+            probe = conditioner(tf.zeros((1,) + self._mask.cond_shape, dtype=dtype))
+            got = tuple(probe.shape[1:])
+            if got != out_shape:
+                raise ValueError(
+                    f"{name}: the conditioner maps {[None, *self._mask.cond_shape]} to "
+                    f"{[None, *got]}; expected {[None, *out_shape]}.")
+            self._conditioner_variables = keras_variables(conditioner)
+            super().__init__(forward_min_event_ndims=len(self._event_shape_in), validate_args=validate_args,
+                             dtype=dtype, parameters=parameters, name=scope_name)
+
+    def _default_conditioner(self, out_channels, hidden, dtype):
+        if len(self._event_shape_in) == 3:
+            return networks.conv_net(out_channels, hidden_channels=hidden or 512, dtype=dtype)
+        return networks.mlp_net(out_channels, hidden_units=hidden or (256, 256), dtype=dtype)
+
+    @property
+    def conditioner(self):
+        return self._conditioner
+
+    @property
+    def mask(self):
+        return self._mask
+
+    def _raw(self, cond):
+        h = apply_on_events(self._conditioner, cond, len(self._event_shape_in))
+        return tf.cast(h, self.dtype)  # the network may run in bf16/fp16; the flow stays float32
+
+    def _reduce(self, v):
+        return tf.reduce_sum(v, axis=list(range(-len(self._event_shape_in), 0)))
+
+    def _augmented_forward(self, z):
+        check_event_shape(z, self._event_shape_in, self.name)
+        cond, z_b = self._mask.split(z)
+        x_b, ldj = self._transform(z_b, self._raw(cond), inverse=False)
+        x = self._mask.merge(z, cond, x_b)
+        return x, {"fldj": ldj, "ildj": -ldj}
+
+    def _augmented_inverse(self, x):
+        check_event_shape(x, self._event_shape_in, self.name)
+        cond, x_b = self._mask.split(x)
+        z_b, ldj = self._transform(x_b, self._raw(cond), inverse=True)
+        z = self._mask.merge(x, cond, z_b)
+        return z, {"ildj": -ldj, "fldj": ldj}
+
+    def _forward(self, z):
+        return self._augmented_forward(z)[0]
+
+    def _inverse(self, x):
+        return self._augmented_inverse(x)[0]
+
+    def _forward_log_det_jacobian(self, z):
+        cached = self._cache.forward_attributes(z)
+        if "fldj" not in cached:
+            cached.update(self._augmented_forward(z)[1])
+        return cached["fldj"]
+
+    def _inverse_log_det_jacobian(self, x):
+        cached = self._cache.inverse_attributes(x)
+        if "ildj" not in cached:
+            cached.update(self._augmented_inverse(x)[1])
+        return cached["ildj"]
+
+    def _forward_event_shape(self, input_shape):
+        return input_shape
+
+    def _inverse_event_shape(self, output_shape):
+        return output_shape
+
+
+class AdditiveCoupling(_Coupling):
+    """NICE's additive coupling: `x_a = z_a`, `x_b = z_b + t(z_a)`; `log|det J| = 0`.
+
+    Args:
+      event_shape: `[H, W, C]` for images or `[D]` for vectors (Python ints).
+      mask: `checkerboard` or `channel` for images; `half` or `alternate` for vectors.
+      parity: 0 or 1, swaps which part conditions.
+      conditioner: a Keras layer or callable mapping `[N, *cond_shape]` to
+        `[N, *transformed_shape]` (`t`). Defaults to `networks.conv_net` / `networks.mlp_net`
+        with a zero-initialised last layer.
+      hidden: hidden width (int) for the default conv net, or a tuple of units for the MLP.
+      validate_args: TFP flag.
+      dtype: float dtype of the flow.
+      name: name scope.
+
+    References:
+      Dinh, Krueger & Bengio, "NICE: Non-linear Independent Components Estimation", ICLR 2015.
+    """
+
+    _n_params = 1
+
+    def __init__(self, event_shape, mask="checkerboard", parity=0, conditioner=None, hidden=None,
+                 validate_args=False, dtype=tf.float32, name="additive_coupling"):
+        parameters = dict(locals())
+        super().__init__(event_shape, mask, parity, conditioner, hidden, validate_args, dtype, name,
+                         parameters)
+
+    def _transform(self, v, h, inverse):
+        shift = self._mask.select_transformed(h)
+        out = v - shift if inverse else v + shift
+        return out, tf.zeros(tf.shape(v)[:-len(self._event_shape_in)], dtype=v.dtype)
+
+
+class AffineCoupling(_Coupling):
+    """Affine coupling: `x_a = z_a`, `x_b = z_b * s(z_a) + t(z_a)`; `log|det J| = sum log s`.
+
+    One conditioner call gives `2 * C_b` channels: the first half is the shift `t`, the second
+    the raw scale `h`, turned into a bounded `s > 0` by `scale_fn` (see `log_scale_from_raw`).
+
+    Args:
+      event_shape: `[H, W, C]` for images or `[D]` for vectors (Python ints).
+      mask: `checkerboard` or `channel` for images; `half` or `alternate` for vectors.
+      parity: 0 or 1, swaps which part conditions.
+      conditioner: a Keras layer or callable mapping `[N, *cond_shape]` to
+        `[N, *transformed_shape[:-1], 2 * transformed_shape[-1]]`. Defaults to a zero-initialised
+        `networks.conv_net` (images) or `networks.mlp_net` (vectors).
+      hidden: hidden width (int) for the default conv net, or a tuple of units for the MLP.
+      scale_fn: `sigmoid` (Glow, `s = sigmoid(h + 2)`) or `tanh` (RealNVP-style
+        `s = exp(b * tanh(h / b))`, the identity at initialisation).
+      scale_bound: `b` for `tanh`.
+      validate_args: TFP flag.
+      dtype: float dtype of the flow.
+      name: name scope.
+
+    References:
+      Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", ICLR 2017.
+      Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
+    """
+
+    _n_params = 2
+
+    def __init__(self, event_shape, mask="checkerboard", parity=0, conditioner=None, hidden=None,
+                 scale_fn="sigmoid", scale_bound=2.0, validate_args=False, dtype=tf.float32,
+                 name="affine_coupling"):
+        parameters = dict(locals())
+        if scale_fn not in SCALE_FUNCTIONS:
+            raise ValueError(f"scale_fn must be one of {SCALE_FUNCTIONS}; received {scale_fn!r}.")
+        self._scale_fn, self._scale_bound = scale_fn, float(scale_bound)
+        super().__init__(event_shape, mask, parity, conditioner, hidden, validate_args, dtype, name,
+                         parameters)
+
+    def _transform(self, v, h, inverse):
+        shift, raw = tf.split(h, 2, axis=-1)
+        log_s = self._mask.select_transformed(log_scale_from_raw(raw, self._scale_fn, self._scale_bound))
+        shift = self._mask.select_transformed(shift)
+        out = (v - shift) * tf.exp(-log_s) if inverse else v * tf.exp(log_s) + shift
+        return out, self._reduce(log_s)

@@ -1,0 +1,62 @@
+"""Default conditioner networks for coupling layers and split priors.
+
+Every network ends in a zero-initialised layer, so a freshly built coupling starts with zero
+shift and zero raw scale (the identity for additive and `tanh`/`exp` scales).
+
+References:
+  Kingma & Dhariwal, "Glow", NeurIPS 2018 (NN(): conv3x3-relu-conv1x1-relu-zeroconv3x3).
+  Dinh et al., "Density estimation using Real NVP", ICLR 2017.
+"""
+import keras
+
+
+def conv_net(out_channels, hidden_channels=512, dtype=None, name=None):
+    """Glow's coupling network: `conv3x3(h) -> relu -> conv1x1(h) -> relu -> conv3x3_zeros(out)`.
+
+    Args:
+      out_channels: Python int, channels of the output `[N, H, W, out_channels]`.
+      hidden_channels: Python int, width of the hidden convolutions.
+      dtype: Keras dtype or policy name; `None` follows the global policy (mixed precision).
+      name: layer name.
+
+    Returns:
+      A `keras.Sequential` mapping `[N, H, W, C_in]` to `[N, H, W, out_channels]`.
+    """
+    return keras.Sequential([
+        keras.layers.Conv2D(hidden_channels, 3, padding="same", activation="relu", dtype=dtype),
+        keras.layers.Conv2D(hidden_channels, 1, padding="same", activation="relu", dtype=dtype),
+        keras.layers.Conv2D(out_channels, 3, padding="same", kernel_initializer="zeros",
+                            bias_initializer="zeros", dtype=dtype),
+    ], name=name)
+
+
+def mlp_net(out_dim, hidden_units=(256, 256), activation="relu", dtype=None, name=None):
+    """A fully connected conditioner: `dense(h) -> act -> ... -> dense_zeros(out_dim)`.
+
+    Args:
+      out_dim: Python int, size of the output `[N, out_dim]`.
+      hidden_units: tuple of Python ints, one hidden layer each (NICE used 5 x 1000).
+      activation: Keras activation of the hidden layers.
+      dtype: Keras dtype or policy name; `None` follows the global policy.
+      name: layer name.
+
+    Returns:
+      A `keras.Sequential` mapping `[N, D_in]` to `[N, out_dim]`.
+    """
+    layers = [keras.layers.Dense(h, activation=activation, dtype=dtype) for h in hidden_units]
+    layers.append(keras.layers.Dense(out_dim, kernel_initializer="zeros", bias_initializer="zeros",
+                                     dtype=dtype))
+    return keras.Sequential(layers, name=name)
+
+
+def zero_conv(out_channels, kernel_size=3, dtype=None, name=None):
+    """A single zero-initialised convolution (Glow's `conv2d_zeros`), used by split priors.
+
+    Args:
+      out_channels: Python int.
+      kernel_size: Python int.
+      dtype: Keras dtype; priors pass float32 so they stay out of mixed precision.
+      name: layer name.
+    """
+    return keras.layers.Conv2D(out_channels, kernel_size, padding="same", kernel_initializer="zeros",
+                               bias_initializer="zeros", dtype=dtype, name=name)
