@@ -15,6 +15,7 @@ setup(
         "tensorflow-probability[tf]>=0.25,<0.26",
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9,<5",
+        "importlib_resources",  # tfds.load imports it but does not declare it
         "numpy>=1.26,<3",
         "scikit-learn>=1.3",  # the offline 8x8 digits
         "matplotlib>=3.7",

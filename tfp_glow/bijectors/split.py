@@ -32,6 +32,7 @@ class Split(tfb.Bijector):
       inner: a shape-preserving bijector on `[H, W, C/2]` (the deeper levels), or `None`.
       conditioner: a Keras layer or callable mapping `[N, H, W, C/2]` to `[N, H, W, C]`
         (mean, raw log-scale); defaults to a zero-initialised 3x3 convolution in float32.
+      learn_prior: with `False`, `mu = 0` and `sigma = 1`: RealNVP's plain factoring-out.
       log_scale_bound: bound of `|log sigma|`.
       validate_args: TFP flag.
       dtype: float dtype; the prior stays in it under mixed precision.
@@ -45,7 +46,7 @@ class Split(tfb.Bijector):
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
-    def __init__(self, event_shape, inner=None, conditioner=None, log_scale_bound=5.0,
+    def __init__(self, event_shape, inner=None, conditioner=None, learn_prior=True, log_scale_bound=5.0,
                  validate_args=False, dtype=tf.float32, name="split"):
         parameters = dict(locals())
         with tf.name_scope(name) as scope_name:
@@ -64,15 +65,18 @@ class Split(tfb.Bijector):
                         f"Split's inner bijector must keep the event shape {[h, w, self._half]}; "
                         f"it maps it to {list(got)}.")
             self._inner = inner
-            if conditioner is None:
+            if not learn_prior and conditioner is not None:
+                raise ValueError("Split: a conditioner was given but learn_prior=False.")
+            if learn_prior and conditioner is None:
                 conditioner = networks.zero_conv(2 * self._half, dtype=tf.as_dtype(dtype).name,
                                                  name=f"{name}_prior")
             self._conditioner = conditioner
-            probe = conditioner(tf.zeros((1, h, w, self._half), dtype=dtype))
-            if tuple(probe.shape[1:]) != (h, w, 2 * self._half):
-                raise ValueError(
-                    f"Split's conditioner maps {[None, h, w, self._half]} to {[None, *probe.shape[1:]]}; "
-                    f"expected {[None, h, w, 2 * self._half]}.")
+            if conditioner is not None:
+                probe = conditioner(tf.zeros((1, h, w, self._half), dtype=dtype))
+                if tuple(probe.shape[1:]) != (h, w, 2 * self._half):
+                    raise ValueError(
+                        f"Split's conditioner maps {[None, h, w, self._half]} to {[None, *probe.shape[1:]]}; "
+                        f"expected {[None, h, w, 2 * self._half]}.")
             self._conditioner_variables = keras_variables(conditioner)
             self._bound = float(log_scale_bound)
             super().__init__(forward_min_event_ndims=3, validate_args=validate_args, dtype=dtype,
@@ -87,6 +91,8 @@ class Split(tfb.Bijector):
         return self._conditioner
 
     def _prior(self, x1):
+        if self._conditioner is None:
+            return tf.zeros_like(x1), tf.zeros_like(x1)
         h = tf.cast(apply_on_events(self._conditioner, x1, 3), self.dtype)
         mean, raw = tf.split(h, 2, axis=-1)
         return mean, bounded_log_scale(raw, self._bound)

@@ -1,0 +1,249 @@
+"""Model builders: NICE, RealNVP and Glow as `tfd.TransformedDistribution`s.
+
+Each returns `TransformedDistribution(standard normal over the event, bijector)`, where the
+bijector's `inverse` maps data (dequantized to `[-0.5, 0.5)`, or raw vectors) to the latent
+and `forward` samples. Multi-scale models keep one latent of the data's shape: every level
+squeezes, runs its steps, factors out half under a (learned) prior, recurses on the other
+half and unsqueezes, so the whole flow stays one bijector.
+"""
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, DiagonalScale,
+                                InvertibleConv1x1, LearnedPrior, Split, Squeeze)
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+FLOWS = ("nice", "realnvp", "glow")
+
+
+def standard_normal(event_shape, dtype=tf.float32, scale=1.0):
+    """`N(0, scale^2 I)` over `event_shape`; `scale` is the sampling temperature."""
+    return tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.cast(scale, dtype)), list(event_shape))
+
+
+def logit_preprocessing(alpha=0.05):
+    """RealNVP's logit transform as a TFP bijector, data `x` in `(-0.5, 0.5)`.
+
+    `forward(y) = (sigmoid(y) - alpha) / (1 - 2 alpha) - 0.5`, so `inverse(x) =
+    logit(alpha + (1 - 2 alpha)(x + 0.5))`; its log-det counts in `log_prob`, so bits/dim
+    stay those of the data in `[-0.5, 0.5)`.
+    """
+    return tfb.Chain([tfb.Shift(-0.5), tfb.Scale(1.0 / (1.0 - 2.0 * alpha)), tfb.Shift(-alpha), tfb.Sigmoid()],
+                     name="logit_preprocessing")
+
+
+def _check_image_shape(event_shape, levels, who):
+    if len(event_shape) != 3:
+        raise ValueError(f"{who} on images expects event shape [H, W, C]; received {list(event_shape)}.")
+    h, w, _ = event_shape
+    f = 2 ** levels
+    if h % f or w % f:
+        raise ValueError(
+            f"{who} with {levels} levels squeezes {levels} times and needs H and W divisible by "
+            f"{f}; received image shape {list(event_shape)}.")
+
+
+def _chain(data_to_latent, name):
+    """A `tfb.Chain` from bijectors listed in the data -> latent order."""
+    return tfb.Chain(list(data_to_latent), name=name)
+
+
+def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True,
+                  learn_top=True, split_prior=True, seed=0, dtype=tf.float32, _level=0):
+    """Glow's multi-scale bijector over `[H, W, C]`.
+
+    Each level (data -> latent): squeeze; `steps` x (actnorm, invertible 1x1 conv, coupling on a
+    channel mask); then, below the top, `Split` with a learned conditional prior whose inner
+    bijector is the next level; at the top, a `LearnedPrior` (if `learn_top`); unsqueeze.
+
+    Args:
+      event_shape: `[H, W, C]`, Python ints, H and W divisible by `2**levels`.
+      levels: L, number of squeezes.
+      steps: K, flow steps per level.
+      hidden_channels: width of the coupling networks.
+      coupling: `affine` (`s = sigmoid(h + 2)`) or `additive`.
+      lu: LU-parametrised 1x1 convolutions.
+      learn_top: a learned top prior.
+      split_prior: learned conditional priors at the splits (else standard normal).
+      seed: base seed of the 1x1 rotations.
+      dtype: float dtype.
+
+    References:
+      Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
+    """
+    if _level == 0:
+        _check_image_shape(event_shape, levels, "glow")
+        if coupling not in ("affine", "additive"):
+            raise ValueError(f"coupling must be 'affine' or 'additive'; received {coupling!r}.")
+    h, w, c = event_shape
+    sq = (h // 2, w // 2, 4 * c)
+    parts = [tfb.Invert(Squeeze(dtype=dtype), name=f"level{_level}_squeeze")]
+    for k in range(steps):
+        tag = f"level{_level}_step{k}"
+        parts.append(ActNorm(sq[-1], dtype=dtype, name=f"{tag}_actnorm"))
+        parts.append(InvertibleConv1x1(sq[-1], lu=lu, seed=seed * 100003 + _level * 1009 + k, dtype=dtype,
+                                       name=f"{tag}_conv1x1"))
+        cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
+        parts.append(cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling"))
+    if _level + 1 < levels:
+        inner = glow_bijector((sq[0], sq[1], sq[2] // 2), levels, steps, hidden_channels, coupling, lu,
+                              learn_top, split_prior, seed, dtype, _level + 1)
+        parts.append(Split(sq, inner=inner, learn_prior=split_prior, dtype=dtype, name=f"level{_level}_split"))
+    elif learn_top:
+        parts.append(LearnedPrior(sq, dtype=dtype, name="top_prior"))
+    parts.append(Squeeze(dtype=dtype, name=f"level{_level}_unsqueeze"))
+    return _chain(parts, name=f"glow_level{_level}")
+
+
+def realnvp_bijector(event_shape, levels=2, couplings_per_stage=3, hidden=64, actnorm=True,
+                     learn_prior=False, logit_alpha=None, mask=None, dtype=tf.float32, _level=0):
+    """RealNVP's bijector.
+
+    Images `[H, W, C]` (multi-scale, data -> latent): per level, `couplings_per_stage`
+    checkerboard couplings (alternating parity), squeeze, `couplings_per_stage` channel
+    couplings, factor out half (standard normal, or a learned prior with `learn_prior`),
+    recurse, unsqueeze; the last level has `couplings_per_stage + 1` checkerboard couplings.
+    Scales are `exp(2 tanh(h / 2))`; an actnorm after each coupling stands in for the paper's
+    batch normalisation. Vectors `[D]`: `couplings_per_stage` affine couplings with alternating
+    `half` masks (or `mask`), each followed by an actnorm.
+
+    Args:
+      event_shape: `[H, W, C]` (H, W divisible by `2**(levels-1)`) or `[D]`.
+      levels: number of scales (images).
+      couplings_per_stage: couplings per stage (images), or couplings in all (vectors).
+      hidden: conv width (images) or tuple of MLP units (vectors).
+      actnorm: interleave ActNorm layers.
+      learn_prior: learned priors at the splits.
+      logit_alpha: if set, prepend RealNVP's logit preprocessing (images in `[-0.5, 0.5)`).
+      mask: vector mask kind, `half` (default) or `alternate`.
+      dtype: float dtype.
+
+    References:
+      Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", ICLR 2017.
+    """
+    parts = [logit_preprocessing(logit_alpha)] if (logit_alpha and _level == 0) else []
+    if len(event_shape) == 1:
+        if not isinstance(hidden, (tuple, list)):
+            hidden = (int(hidden),) * 2
+        for k in range(couplings_per_stage):
+            parts.append(AffineCoupling(event_shape, mask=mask or "half", parity=k % 2, hidden=tuple(hidden),
+                                        scale_fn="tanh", dtype=dtype, name=f"coupling{k}"))
+            if actnorm:
+                parts.append(ActNorm(event_shape[-1], dtype=dtype, name=f"actnorm{k}"))
+        return _chain(parts, name="realnvp")
+    if _level == 0:
+        _check_image_shape(event_shape, levels - 1, "realnvp")
+    h, w, c = event_shape
+
+    def stage(shape, kind, n, tag):
+        out = []
+        for k in range(n):
+            out.append(AffineCoupling(shape, mask=kind, parity=k % 2, hidden=hidden, scale_fn="tanh",
+                                      dtype=dtype, name=f"{tag}_{kind}{k}"))
+            if actnorm:
+                out.append(ActNorm(shape[-1], dtype=dtype, name=f"{tag}_actnorm{k}"))
+        return out
+
+    tag = f"level{_level}"
+    if _level + 1 == levels:
+        parts += stage(event_shape, "checkerboard", couplings_per_stage + 1, tag)
+        return _chain(parts, name=f"realnvp_{tag}")
+    sq = (h // 2, w // 2, 4 * c)
+    parts += stage(event_shape, "checkerboard", couplings_per_stage, tag)
+    parts.append(tfb.Invert(Squeeze(dtype=dtype), name=f"{tag}_squeeze"))
+    parts += stage(sq, "channel", couplings_per_stage, tag)
+    inner = realnvp_bijector((sq[0], sq[1], sq[2] // 2), levels, couplings_per_stage, hidden, actnorm,
+                             learn_prior, None, mask, dtype, _level + 1)
+    parts.append(Split(sq, inner=inner, learn_prior=learn_prior, dtype=dtype, name=f"{tag}_split"))
+    parts.append(Squeeze(dtype=dtype, name=f"{tag}_unsqueeze"))
+    return _chain(parts, name=f"realnvp_{tag}")
+
+
+def nice_bijector(event_shape, couplings=4, hidden=(1000, 1000, 1000, 1000, 1000), mask="alternate",
+                  dtype=tf.float32):
+    """NICE's bijector: additive couplings with MLP conditioners, then the diagonal scaling.
+
+    Data -> latent: flatten (images), `couplings` additive couplings alternating which half
+    conditions, then `DiagonalScale`. The latent is the flat vector `[D]`.
+
+    Args:
+      event_shape: `[D]`, or `[H, W, C]` (flattened to `D = H*W*C`).
+      couplings: number of coupling layers (the paper: 4).
+      hidden: MLP hidden units (the paper: 5 x 1000 on MNIST).
+      mask: `alternate` (odd/even, the paper) or `half`.
+      dtype: float dtype.
+
+    References:
+      Dinh, Krueger & Bengio, "NICE: Non-linear Independent Components Estimation", ICLR 2015.
+    """
+    d = int(np.prod(event_shape))
+    parts = []
+    if len(event_shape) != 1:
+        parts.append(tfb.Reshape(event_shape_out=list(event_shape), event_shape_in=[d], name="flatten"))
+    for k in range(couplings):
+        parts.append(AdditiveCoupling((d,), mask=mask, parity=k % 2, hidden=tuple(hidden), dtype=dtype,
+                                      name=f"coupling{k}"))
+    parts.append(DiagonalScale((d,), dtype=dtype, name="scaling"))
+    return _chain(parts, name="nice")
+
+
+def _latent_shape(bijector, event_shape):
+    return tuple(tf.TensorShape(bijector.inverse_event_shape(event_shape)).as_list())
+
+
+def _distribution(bijector, event_shape, dtype, name):
+    return tfd.TransformedDistribution(standard_normal(_latent_shape(bijector, event_shape), dtype),
+                                       bijector, name=name)
+
+
+def glow(event_shape, dtype=tf.float32, **kwargs):
+    """Glow as a distribution over `[H, W, C]`; see `glow_bijector` for the arguments.
+
+    Paper defaults: `levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True`.
+    """
+    return _distribution(glow_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "glow")
+
+
+def realnvp(event_shape, dtype=tf.float32, **kwargs):
+    """RealNVP as a distribution over `[H, W, C]` or `[D]`; see `realnvp_bijector`."""
+    return _distribution(realnvp_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype,
+                         "realnvp")
+
+
+def nice(event_shape, dtype=tf.float32, **kwargs):
+    """NICE as a distribution over `[D]` or flattened images; see `nice_bijector`."""
+    return _distribution(nice_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "nice")
+
+
+_BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow}
+
+
+@dataclasses.dataclass
+class FlowConfig:
+    """Everything needed to rebuild a flow: its kind, event shape and builder arguments."""
+
+    flow: str = "glow"
+    event_shape: tuple = (8, 8, 1)
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def build(self, dtype=tf.float32):
+        if self.flow not in _BUILDERS:
+            raise ValueError(f"Unknown flow {self.flow!r}; expected one of {FLOWS}.")
+        return _BUILDERS[self.flow](tuple(self.event_shape), dtype=dtype, **self.kwargs)
+
+    def to_dict(self):
+        return {"flow": self.flow, "event_shape": list(self.event_shape), "kwargs": dict(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["flow"], tuple(d["event_shape"]), dict(d.get("kwargs", {})))
+
+
+def count_parameters(distribution):
+    """Number of trainable scalars of a distribution (`tf.Module` view)."""
+    return int(sum(np.prod(v.shape) for v in distribution.trainable_variables))

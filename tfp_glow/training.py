@@ -1,0 +1,248 @@
+"""`FlowModel`: a Keras 3 model that trains any flow distribution with `fit` on `tf.data`.
+
+Metrics (DESIGN.md): with data dequantized to `[-0.5, 0.5)` at `n_bits` bits,
+`nll = -log p(x) + D log(2^n_bits)` nats per example (the discrete-data bound) and
+`bits_per_dim = nll / (D ln 2)`. For raw float vectors (`n_bits=None`) `nll = -log p(x)`.
+The training loss is the mean `bits_per_dim`.
+"""
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfp_glow import data as data_lib
+from tfp_glow.bijectors import initialize_actnorm, keras_layers
+from tfp_glow.bijectors.actnorm import ActNorm
+from tfp_glow.models import FlowConfig, standard_normal
+
+
+def _actnorms(module):
+    return [m for m in module.submodules if isinstance(m, ActNorm)]
+
+
+@keras.saving.register_keras_serializable(package="tfp_glow")
+class FlowModel(keras.Model):
+    """Keras model around a flow `tfd.TransformedDistribution` built from a `FlowConfig`.
+
+    `fit`/`evaluate`/`predict` take `tf.data` pipelines (or arrays) of uint8 images
+    `[N, H, W, C]` (with `n_bits`) or float vectors `[N, D]` (`n_bits=None`). Images are
+    reduced to `n_bits`, then dequantized with uniform noise drawn inside the train step (so a
+    cached dataset gets fresh noise every epoch). Evaluation uses fixed noise from
+    `eval_seed`, so test figures repeat.
+
+    Args:
+      config: a `FlowConfig` (or its dict) naming the flow, event shape and builder arguments.
+      n_bits: bit depth of image data (1..8), or `None` for float vectors.
+      eval_seed: seed of the fixed evaluation noise.
+      name: Keras name.
+
+    Attributes:
+      distribution: the `tfd.TransformedDistribution` (its `trainable_variables` are the same
+        `tf.Variable`s as the Keras weights).
+    """
+
+    def __init__(self, config, n_bits=8, eval_seed=1234, name="flow_model", **kwargs):
+        kwargs.pop("dtype", None)
+        # The flow, its log-dets and the loss stay float32 whatever the global policy;
+        # conditioner networks follow the policy (mixed precision) on their own.
+        super().__init__(name=name, dtype="float32", **kwargs)
+        self.config_ = config if isinstance(config, FlowConfig) else FlowConfig.from_dict(config)
+        if n_bits is not None and not (isinstance(n_bits, (int, np.integer)) and 1 <= n_bits <= 8):
+            raise ValueError(f"n_bits must be an int in [1, 8] or None; received {n_bits!r}.")
+        self.n_bits = None if n_bits is None else int(n_bits)
+        self.eval_seed = int(eval_seed)
+        self.event_shape = tuple(int(d) for d in self.config_.event_shape)
+        self.num_dims = int(np.prod(self.event_shape))
+        self.distribution = self.config_.build()
+        self.latent_shape = tuple(self.distribution.distribution.event_shape.as_list())
+        # Keras tracks Keras layers only; hand it every layer inside the bijectors.
+        self.flow_layers = keras_layers(self.distribution)
+        self._actnorm_layers = _actnorms(self.distribution.bijector)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.nll_tracker = keras.metrics.Mean(name="nll")
+        self.bpd_tracker = keras.metrics.Mean(name="bits_per_dim")
+        self.built = True
+
+    # ----------------------------------------------------------------- config
+    def get_config(self):
+        return {"config": self.config_.to_dict(), "n_bits": self.n_bits, "eval_seed": self.eval_seed,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def is_image(self):
+        return self.n_bits is not None
+
+    def preprocess(self, x, seed=None):
+        """Data as the flow sees it: dequantized images in `[-0.5, 0.5)` or float32 vectors.
+
+        Args:
+          x: uint8 (or integer-valued) images `[N, *event_shape]` with 8-bit levels, or float
+            vectors `[N, D]`.
+          seed: stateless seed `[2]` for repeatable noise; `None` draws fresh noise.
+        """
+        if not self.is_image:
+            return tf.cast(x, tf.float32)
+        return data_lib.dequantize(data_lib.reduce_bits(x, self.n_bits), self.n_bits, seed=seed)
+
+    def log_prob_and_bpd(self, x_pre):
+        """`(log p(x), nll, bits/dim)` per example for preprocessed data `x_pre`."""
+        log_p = tf.cast(self.distribution.log_prob(x_pre), tf.float32)
+        nll = -log_p
+        if self.is_image:
+            nll = nll + self.num_dims * self.n_bits * math.log(2.0)
+        return log_p, nll, nll / (self.num_dims * math.log(2.0))
+
+    @staticmethod
+    def _features(data):
+        if isinstance(data, (tuple, list)):
+            return data[0]
+        if isinstance(data, dict):
+            return data["image"] if "image" in data else data["x"]
+        return data
+
+    def _eval_seed(self):
+        return tf.constant([self.eval_seed, 0], tf.int32)
+
+    # --------------------------------------------------------------- steps
+    def call(self, x, training=False):
+        """Per-example `log p(x)` of the dequantized data (fixed noise unless `training`)."""
+        x_pre = self.preprocess(x, seed=None if training else self._eval_seed())
+        return self.log_prob_and_bpd(x_pre)[0]
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.nll_tracker, self.bpd_tracker]
+
+    def _update_metrics(self, loss, nll, bpd):
+        # weighted by the batch size, so `loss` is the per-example mean like the other two
+        self.loss_tracker.update_state(loss, sample_weight=tf.cast(tf.shape(bpd)[0], tf.float32))
+        self.nll_tracker.update_state(nll)
+        self.bpd_tracker.update_state(bpd)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x = self._features(data)
+        with tf.GradientTape() as tape:
+            _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x))
+            loss = tf.reduce_mean(bpd)
+            scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._update_metrics(loss, nll, bpd)
+
+    def test_step(self, data):
+        x = self._features(data)
+        _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, seed=self._eval_seed()))
+        return self._update_metrics(tf.reduce_mean(bpd), nll, bpd)
+
+    def predict_step(self, data):
+        x = self._features(data)
+        log_p, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, seed=self._eval_seed()))
+        return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+
+    def compile(self, optimizer=None, jit_compile="auto", **kwargs):
+        """Keras `compile` with flow defaults: Adam(1e-3) and XLA where it works.
+
+        `jit_compile="auto"` turns XLA on, except under a multi-replica strategy on CPU, where
+        XLA and mirrored variables do not mix (DESIGN.md, Speed). Under a `mixed_float16`
+        policy the optimizer is wrapped in a `LossScaleOptimizer`.
+        """
+        optimizer = optimizer or keras.optimizers.Adam(1e-3)
+        if keras.mixed_precision.dtype_policy().name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        if jit_compile == "auto":
+            strategy = tf.distribute.get_strategy()
+            jit_compile = not (strategy.num_replicas_in_sync > 1 and not tf.config.list_physical_devices("GPU"))
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    # -------------------------------------------------------- initialisation
+    @property
+    def is_initialized(self):
+        return all(a.is_initialized for a in self._actnorm_layers)
+
+    def initialize(self, batch, force=False):
+        """ActNorm data-dependent initialisation from one batch (explicit, eager).
+
+        Run it outside `strategy.run` (as `fit` does): the assignments then reach every replica,
+        so all replicas start from identical values. Uses fixed dequantization noise.
+
+        Args:
+          batch: a batch of raw data `[N, *event_shape]` (uint8 images or float vectors).
+          force: re-initialise already initialised layers.
+        """
+        x = self.check_batch(self._features(batch))
+        initialize_actnorm(self.distribution.bijector, self.preprocess(x, seed=self._eval_seed()), force=force)
+
+    def check_batch(self, x):
+        """Raise a clear `ValueError` if a batch does not fit the model; returns it as a tensor."""
+        x = tf.convert_to_tensor(x)
+        got = tuple(x.shape[1:])
+        if got != self.event_shape:
+            raise ValueError(
+                f"Data of shape {[None, *got]} does not fit this model, which expects "
+                f"{[None, *self.event_shape]} ({self.config_.flow} on event shape {list(self.event_shape)}).")
+        values = x.numpy()
+        if self.is_image:
+            if not (x.dtype.is_integer or x.dtype.is_floating):
+                raise ValueError(f"Images must be numeric; received dtype {x.dtype.name}.")
+            if x.dtype.is_floating and not np.all(np.isfinite(values)):
+                raise ValueError("Images contain NaN or infinite values.")
+            lo, hi = values.min(), values.max()
+            if lo < 0 or hi > 255 or (x.dtype.is_floating and np.any(values != np.round(values))):
+                raise ValueError(
+                    f"Image pixels must be integer levels in [0, 255] (8-bit, reduced to {self.n_bits} bits "
+                    f"by the model); received values in [{lo}, {hi}].")
+        elif not np.all(np.isfinite(values)):
+            raise ValueError("Vectors contain NaN or infinite values.")
+        return x
+
+    def _first_batch(self, x):
+        if isinstance(x, tf.data.Dataset):
+            for batch in x.take(1):
+                return self._features(batch)
+            raise ValueError("The dataset is empty: no batch to train on.")
+        x = self._features(x)
+        if x is None or len(x) == 0:
+            raise ValueError("The dataset is empty: no examples to train on.")
+        return x[:256]
+
+    def fit(self, x=None, y=None, **kwargs):
+        """Keras `fit`, after checking the first batch and initialising ActNorm from it if needed."""
+        first = self.check_batch(self._first_batch(x))
+        if not self.is_initialized:
+            self.initialize(first)
+        return super().fit(x, y, **kwargs)
+
+    # ------------------------------------------------------ sample/encode
+    def sample(self, n, temperature=1.0, seed=None):
+        """`n` samples in the flow's data space (`[-0.5, 0.5)` for images), latent `~ N(0, T^2)`.
+
+        Args:
+          n: Python int.
+          temperature: standard deviation `T` of the base distribution.
+          seed: int seed for repeatable samples.
+        """
+        z = standard_normal(self.latent_shape, scale=temperature).sample(n, seed=seed)
+        return self.decode(z)
+
+    def sample_images(self, n, temperature=1.0, seed=None):
+        """`n` samples as uint8 images `[n, H, W, C]` (0..255)."""
+        return data_lib.to_uint8(self.sample(n, temperature, seed), self.n_bits)
+
+    @tf.function(reduce_retracing=True)
+    def decode(self, z):
+        """Latent `[N, *latent_shape]` -> data (`bijector.forward`)."""
+        return self.distribution.bijector.forward(z)
+
+    def encode(self, x, seed=None):
+        """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), fixed noise by default."""
+        x_pre = self.preprocess(x, seed=self._eval_seed() if seed is None else seed)
+        return self.distribution.bijector.inverse(x_pre)
