@@ -221,6 +221,16 @@ class FlowModel(keras.Model):
             self.initialize(first)
         return super().fit(x, y, **kwargs)
 
+    def load_weights(self, filepath, *args, **kwargs):
+        """Keras `load_weights`, refusing weights saved from a different configuration.
+
+        Raises:
+          ValueError: naming the saved and current configurations, before any weight is loaded.
+        """
+        from tfp_glow import persistence  # lazy: persistence imports this module
+        persistence.check_weights_compatible(self, filepath)
+        return super().load_weights(filepath, *args, **kwargs)
+
     # ------------------------------------------------------ sample/encode
     def sample(self, n, temperature=1.0, seed=None):
         """`n` samples in the flow's data space (`[-0.5, 0.5)` for images), latent `~ N(0, T^2)`.
