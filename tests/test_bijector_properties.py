@@ -150,3 +150,21 @@ def test_saved_model_round_trip(name, tmp_path):
     np.testing.assert_allclose(loaded.forward(z), bij.forward(z), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(loaded.inverse(x), bij.inverse(x), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(loaded.ildj(x), bij.inverse_log_det_jacobian(x, event_ndims=nd if out_ev == ev else len(out_ev)), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lean_walk_matches_tfp_public_methods(name):
+    # the fused walk used in training must agree with TFP's own inverse/ildj machinery
+    bij, ev = make(name)
+    out_ev = tuple(tf.TensorShape(bij.forward_event_shape(ev)).as_list())
+    z, x = _x(ev), _x(out_ev, seed=4)
+    got_z, got_ildj = tg.bijectors.inverse_and_log_det(bij, x, len(out_ev))
+    np.testing.assert_allclose(got_z, bij.inverse(x), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.broadcast_to(got_ildj, (3,)),
+                               np.broadcast_to(bij.inverse_log_det_jacobian(x, event_ndims=len(out_ev)), (3,)),
+                               atol=1e-4, rtol=1e-5)
+    got_x, got_fldj = tg.bijectors.forward_and_log_det(bij, z, _nd(ev))
+    np.testing.assert_allclose(got_x, bij.forward(z), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.broadcast_to(got_fldj, (3,)),
+                               np.broadcast_to(bij.forward_log_det_jacobian(z, event_ndims=_nd(ev)), (3,)),
+                               atol=1e-4, rtol=1e-5)

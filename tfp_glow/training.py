@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow.bijectors import initialize_actnorm, keras_layers
+from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.models import FlowConfig, standard_normal
 
@@ -92,7 +92,8 @@ class FlowModel(keras.Model):
 
     def log_prob_and_bpd(self, x_pre):
         """`(log p(x), nll, bits/dim)` per example for preprocessed data `x_pre`."""
-        log_p = tf.cast(self.distribution.log_prob(x_pre), tf.float32)
+        # The lean walk: the same number as `distribution.log_prob`, a much smaller graph.
+        log_p = tf.cast(log_prob(self.distribution, x_pre), tf.float32)
         nll = -log_p
         if self.is_image:
             nll = nll + self.num_dims * self.n_bits * math.log(2.0)

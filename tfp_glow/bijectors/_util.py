@@ -1,6 +1,7 @@
 """Shared plumbing for the bijectors: Keras-weight exposure and shape checks."""
 import keras
 import tensorflow as tf
+from tensorflow_probability.python.internal import cache_util
 
 
 def keras_variables(*layers):
@@ -75,3 +76,55 @@ def apply_on_events(fn, x, event_rank):
 def layer_dtype(dtype):
     """Keras dtype for a conditioner network: follow the global (mixed) policy in float32."""
     return None if tf.as_dtype(dtype) == tf.float32 else tf.as_dtype(dtype).name
+
+
+class FusedLogDetMixin:
+    """The hooks `walk.py` calls: `(output, unreduced log-det)` in one pass.
+
+    The log-det is at the bijector's minimum event rank (a scalar when constant), exactly what
+    its `_forward_log_det_jacobian` / `_inverse_log_det_jacobian` return.
+    """
+
+    def _forward_and_log_det(self, z):
+        return self._forward(z), self._forward_log_det_jacobian(z)
+
+    def _inverse_and_log_det(self, x):
+        return self._inverse(x), self._inverse_log_det_jacobian(x)
+
+
+class AugmentedBijectorMixin:
+    """TFP hooks for a bijector whose `_augmented_forward(z)` / `_augmented_inverse(x)` return
+    `(output, {"fldj": ..., "ildj": ...})` from one pass (one conditioner call).
+
+    The greedy cache stores the log-det computed alongside the output, so `log_prob` (inverse,
+    then ildj) does not run the network twice (TFP's FFJORD uses the same cache).
+    """
+
+    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+
+    def _forward(self, z):
+        return self._augmented_forward(z)[0]
+
+    def _inverse(self, x):
+        return self._augmented_inverse(x)[0]
+
+    def _forward_log_det_jacobian(self, z):
+        cached = self._cache.forward_attributes(z)
+        if "fldj" not in cached:
+            cached.update(self._augmented_forward(z)[1])
+        return cached["fldj"]
+
+    def _inverse_log_det_jacobian(self, x):
+        cached = self._cache.inverse_attributes(x)
+        if "ildj" not in cached:
+            cached.update(self._augmented_inverse(x)[1])
+        return cached["ildj"]
+
+    def _forward_and_log_det(self, z):
+        x, attrs = self._augmented_forward(z)
+        return x, attrs["fldj"]
+
+    def _inverse_and_log_det(self, x):
+        z, attrs = self._augmented_inverse(x)
+        return z, attrs["ildj"]

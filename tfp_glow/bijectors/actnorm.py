@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_glow.bijectors._util import check_channels, keras_variables
+from tfp_glow.bijectors._util import FusedLogDetMixin, check_channels, keras_variables
 
 tfb = tfp.bijectors
 
@@ -50,7 +50,7 @@ class ActNormParameters(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-class ActNorm(tfb.Bijector):
+class ActNorm(FusedLogDetMixin, tfb.Bijector):
     """ActNorm: `x = z * exp(log_scale) + bias` per channel; `log|det J| = sum(log_scale)` per
     position (TFP multiplies by `H * W` for an image event).
 

@@ -5,7 +5,7 @@ import scipy.linalg
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_glow.bijectors._util import check_channels, keras_variables
+from tfp_glow.bijectors._util import FusedLogDetMixin, check_channels, keras_variables
 
 tfb = tfp.bijectors
 
@@ -50,7 +50,7 @@ class Conv1x1Parameters(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "lu": self.lu, "seed": self.seed}
 
 
-class InvertibleConv1x1(tfb.Bijector):
+class InvertibleConv1x1(FusedLogDetMixin, tfb.Bijector):
     """Invertible 1x1 convolution: `x = W z` at every position; `log|det J| = log|det W|` per
     position (TFP multiplies by `H * W` for an image event).
 

@@ -5,10 +5,9 @@ Direction: `forward` maps latent `z` to data `x` (sampling); `inverse` maps data
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import cache_util
 
 from tfp_glow import networks
-from tfp_glow.bijectors._util import apply_on_events, check_event_shape, keras_variables, layer_dtype
+from tfp_glow.bijectors._util import AugmentedBijectorMixin, apply_on_events, check_event_shape, keras_variables, layer_dtype
 from tfp_glow.bijectors.masks import Mask
 
 tfb = tfp.bijectors
@@ -28,13 +27,8 @@ def log_scale_from_raw(h, scale_fn, scale_bound):
     return scale_bound * tf.math.tanh(h / scale_bound)
 
 
-class _Coupling(tfb.Bijector):
+class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
     """Shared machinery: a mask, one conditioner call, cached log-dets."""
-
-    # forward/inverse compute the log-det in the same pass; the greedy cache stores it so
-    # `log_prob` runs the conditioner once per coupling, not twice.
-    _cache = cache_util.BijectorCacheWithGreedyAttrs(
-        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     _n_params = 1  # conditioner channels per transformed channel
 
@@ -94,24 +88,6 @@ class _Coupling(tfb.Bijector):
         z_b, ldj = self._transform(x_b, self._raw(cond), inverse=True)
         z = self._mask.merge(x, cond, z_b)
         return z, {"ildj": -ldj, "fldj": ldj}
-
-    def _forward(self, z):
-        return self._augmented_forward(z)[0]
-
-    def _inverse(self, x):
-        return self._augmented_inverse(x)[0]
-
-    def _forward_log_det_jacobian(self, z):
-        cached = self._cache.forward_attributes(z)
-        if "fldj" not in cached:
-            cached.update(self._augmented_forward(z)[1])
-        return cached["fldj"]
-
-    def _inverse_log_det_jacobian(self, x):
-        cached = self._cache.inverse_attributes(x)
-        if "ildj" not in cached:
-            cached.update(self._augmented_inverse(x)[1])
-        return cached["ildj"]
 
     def _forward_event_shape(self, input_shape):
         return input_shape

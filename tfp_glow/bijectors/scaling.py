@@ -3,7 +3,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_glow.bijectors._util import check_event_shape, keras_variables
+from tfp_glow.bijectors._util import FusedLogDetMixin, check_event_shape, keras_variables
 
 tfb = tfp.bijectors
 
@@ -21,7 +21,7 @@ class DiagonalScaleParameters(keras.layers.Layer):
         return {**super().get_config(), "event_shape": self.event_shape}
 
 
-class DiagonalScale(tfb.Bijector):
+class DiagonalScale(FusedLogDetMixin, tfb.Bijector):
     """NICE's scaling layer: `x = z * exp(s)` elementwise; `log|det J| = sum(s)`.
 
     It lets a volume-preserving stack of additive couplings give more weight to some

@@ -3,10 +3,10 @@ learned top prior."""
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import cache_util
 
 from tfp_glow import networks
-from tfp_glow.bijectors._util import apply_on_events, check_event_shape, keras_variables
+from tfp_glow.bijectors import walk
+from tfp_glow.bijectors._util import AugmentedBijectorMixin, FusedLogDetMixin, apply_on_events, check_event_shape, keras_variables
 
 tfb = tfp.bijectors
 
@@ -16,7 +16,7 @@ def bounded_log_scale(raw, bound):
     return bound * tf.math.tanh(raw / bound)
 
 
-class Split(tfb.Bijector):
+class Split(AugmentedBijectorMixin, tfb.Bijector):
     """Factor out half of the channels under a learned conditional Gaussian prior.
 
     On an event `[H, W, C]` split into `z_1 = z[..., :C/2]` and `z_2 = z[..., C/2:]`:
@@ -43,8 +43,6 @@ class Split(tfb.Bijector):
       Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", ICLR 2017 (multi-scale).
     """
 
-    _cache = cache_util.BijectorCacheWithGreedyAttrs(
-        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     def __init__(self, event_shape, inner=None, conditioner=None, learn_prior=True, log_scale_bound=5.0,
                  validate_args=False, dtype=tf.float32, name="split"):
@@ -103,8 +101,7 @@ class Split(tfb.Bijector):
         if self._inner is None:
             x1, ldj = z1, 0.0
         else:
-            x1 = self._inner.forward(z1)
-            ldj = self._inner.forward_log_det_jacobian(z1, event_ndims=3)
+            x1, ldj = walk.forward_and_log_det(self._inner, z1, 3)
         mean, log_sigma = self._prior(x1)
         x2 = mean + tf.exp(log_sigma) * z2
         ldj = ldj + tf.reduce_sum(log_sigma, axis=[-3, -2, -1])
@@ -119,28 +116,9 @@ class Split(tfb.Bijector):
         if self._inner is None:
             z1 = x1
         else:
-            z1 = self._inner.inverse(x1)
-            ildj = ildj + self._inner.inverse_log_det_jacobian(x1, event_ndims=3)
+            z1, inner_ildj = walk.inverse_and_log_det(self._inner, x1, 3)
+            ildj = ildj + inner_ildj
         return tf.concat([z1, z2], axis=-1), {"ildj": ildj, "fldj": -ildj}
-
-    def _forward(self, z):
-        return self._augmented_forward(z)[0]
-
-    def _inverse(self, x):
-        return self._augmented_inverse(x)[0]
-
-    def _forward_log_det_jacobian(self, z):
-        cached = self._cache.forward_attributes(z)
-        if "fldj" not in cached:
-            cached.update(self._augmented_forward(z)[1])
-        return cached["fldj"]
-
-    def _inverse_log_det_jacobian(self, x):
-        cached = self._cache.inverse_attributes(x)
-        if "ildj" not in cached:
-            cached.update(self._augmented_inverse(x)[1])
-        return cached["ildj"]
-
 
 class LearnedPriorParameters(keras.layers.Layer):
     """Keras holder of `LearnedPrior`'s `mean` and raw `log_scale`, each of the event shape."""
@@ -156,7 +134,7 @@ class LearnedPriorParameters(keras.layers.Layer):
         return {**super().get_config(), "event_shape": self.event_shape}
 
 
-class LearnedPrior(tfb.Bijector):
+class LearnedPrior(FusedLogDetMixin, tfb.Bijector):
     """Learned top prior: `x = mu + sigma * z` elementwise with learned `mu`, `log sigma` of
     the event's shape; `log|det J| = sum log sigma`.
 

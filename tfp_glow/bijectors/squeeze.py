@@ -2,10 +2,12 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_glow.bijectors._util import FusedLogDetMixin
+
 tfb = tfp.bijectors
 
 
-class Squeeze(tfb.Bijector):
+class Squeeze(FusedLogDetMixin, tfb.Bijector):
     """Squeeze: `[H, W, C] -> [H/f, W/f, f*f*C]` in `forward`; `log|det J| = 0` (a permutation).
 
     The pixel order is `tf.nn.space_to_depth`'s: output channel `(i*f + j)*C + c` at `(h, w)`
@@ -70,6 +72,9 @@ class Squeeze(tfb.Bijector):
         return self._apply(y, tf.nn.depth_to_space, self._unsqueezed_shape(y.shape))
 
     def _forward_log_det_jacobian(self, x):
+        return tf.zeros([], dtype=self.dtype)
+
+    def _inverse_log_det_jacobian(self, y):
         return tf.zeros([], dtype=self.dtype)
 
     def _forward_event_shape(self, input_shape):
