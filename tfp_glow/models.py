@@ -85,11 +85,15 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
     parts = [tfb.Invert(Squeeze(dtype=dtype), name=f"level{_level}_squeeze")]
     for k in range(steps):
         tag = f"level{_level}_step{k}"
-        parts.append(ActNorm(sq[-1], dtype=dtype, name=f"{tag}_actnorm"))
-        parts.append(InvertibleConv1x1(sq[-1], lu=lu, seed=seed * 100003 + _level * 1009 + k, dtype=dtype,
-                                       name=f"{tag}_conv1x1"))
         cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
-        parts.append(cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling"))
+        step = _chain([
+            ActNorm(sq[-1], dtype=dtype, name=f"{tag}_actnorm"),
+            InvertibleConv1x1(sq[-1], lu=lu, seed=seed * 100003 + _level * 1009 + k, dtype=dtype,
+                              name=f"{tag}_conv1x1"),
+            cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling"),
+        ], name=tag)
+        step._flow_unit = "step"  # a unit for gradient recomputation
+        parts.append(step)
     if _level + 1 < levels:
         inner = glow_bijector((sq[0], sq[1], sq[2] // 2), levels, steps, hidden_channels, coupling, lu,
                               learn_top, split_prior, seed, dtype, _level + 1)
@@ -97,7 +101,9 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
     elif learn_top:
         parts.append(LearnedPrior(sq, dtype=dtype, name="top_prior"))
     parts.append(Squeeze(dtype=dtype, name=f"level{_level}_unsqueeze"))
-    return _chain(parts, name=f"glow_level{_level}")
+    level = _chain(parts, name=f"glow_level{_level}")
+    level._flow_unit = "level"
+    return level
 
 
 def realnvp_bijector(event_shape, levels=2, couplings_per_stage=3, hidden=64, actnorm=True,

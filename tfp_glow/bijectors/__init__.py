@@ -10,10 +10,10 @@ from tfp_glow.bijectors.scaling import DiagonalScale
 from tfp_glow.bijectors.split import LearnedPrior, Split
 from tfp_glow.bijectors.squeeze import Squeeze
 from tfp_glow.bijectors.tracking import keras_layers
-from tfp_glow.bijectors.walk import forward_and_log_det, inverse_and_log_det, log_prob
+from tfp_glow.bijectors.walk import forward_and_log_det, inverse_and_log_det, log_prob, set_recompute
 
 __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
     "LearnedPrior", "MASK_TYPES", "Mask", "Split", "Squeeze", "data_dependent_initialization",
-    "forward_and_log_det", "initialize_actnorm", "inverse_and_log_det", "keras_layers", "log_prob",
+    "forward_and_log_det", "initialize_actnorm", "inverse_and_log_det", "keras_layers", "log_prob", "set_recompute",
 ]

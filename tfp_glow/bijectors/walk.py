@@ -10,8 +10,13 @@ tests check it against `TransformedDistribution.log_prob` as the reference.
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.bijectors import chain as chain_lib
+from tensorflow_probability.python.bijectors import invert as invert_lib
 
 tfb = tfp.bijectors
+# `tfb.Chain(...)` and `tfb.Invert(...)` build these private bases (or their composite
+# subclasses), so the type checks use them.
+_CHAIN, _INVERT = chain_lib._Chain, invert_lib._Invert
 
 
 def _reduce(ldj, x, min_event_ndims, event_ndims):
@@ -38,15 +43,11 @@ def inverse_and_log_det(bijector, x, event_ndims):
     Returns:
       `(z, ildj)` with `ildj` of the batch shape (or a broadcastable scalar).
     """
-    if type(bijector) is tfb.Chain:
-        total = 0.0
-        for b in _inverse_order(bijector):
-            nd = event_ndims
-            x, ildj = inverse_and_log_det(b, x, nd)
-            event_ndims = int(b.inverse_event_ndims(nd))
-            total = total + ildj
-        return x, total
-    if type(bijector) is tfb.Invert:
+    if isinstance(bijector, _CHAIN):
+        if getattr(bijector, "_recompute", False):
+            return _recomputed(_inverse_chain, bijector, x, event_ndims)
+        return _inverse_chain(bijector, x, event_ndims)
+    if isinstance(bijector, _INVERT):
         return forward_and_log_det(bijector.bijector, x, event_ndims)
     hook = getattr(bijector, "_inverse_and_log_det", None)
     if hook is not None:
@@ -57,15 +58,11 @@ def inverse_and_log_det(bijector, x, event_ndims):
 
 def forward_and_log_det(bijector, z, event_ndims):
     """`(bijector.forward(z), bijector.forward_log_det_jacobian(z, event_ndims))`, fused."""
-    if type(bijector) is tfb.Chain:
-        total = 0.0
-        for b in reversed(_inverse_order(bijector)):
-            nd = event_ndims
-            z, fldj = forward_and_log_det(b, z, nd)
-            event_ndims = int(b.forward_event_ndims(nd))
-            total = total + fldj
-        return z, total
-    if type(bijector) is tfb.Invert:
+    if isinstance(bijector, _CHAIN):
+        if getattr(bijector, "_recompute", False):
+            return _recomputed(_forward_chain, bijector, z, event_ndims)
+        return _forward_chain(bijector, z, event_ndims)
+    if isinstance(bijector, _INVERT):
         return inverse_and_log_det(bijector.bijector, z, event_ndims)
     hook = getattr(bijector, "_forward_and_log_det", None)
     if hook is not None:
@@ -74,9 +71,58 @@ def forward_and_log_det(bijector, z, event_ndims):
     return bijector.forward(z), bijector.forward_log_det_jacobian(z, event_ndims=event_ndims)
 
 
-def _inverse_order(chain):
+def _inverse_chain(chain, x, event_ndims):
     # tfb.Chain([b1, ..., bn]).forward(z) = b1(...bn(z)), so inverse applies b1^-1 first.
-    return list(chain.bijectors)
+    total = 0.0
+    for b in chain.bijectors:
+        x, ildj = inverse_and_log_det(b, x, event_ndims)
+        event_ndims = int(b.inverse_event_ndims(event_ndims))
+        total = total + ildj
+    return x, total
+
+
+def _forward_chain(chain, z, event_ndims):
+    total = 0.0
+    for b in reversed(chain.bijectors):
+        z, fldj = forward_and_log_det(b, z, event_ndims)
+        event_ndims = int(b.forward_event_ndims(event_ndims))
+        total = total + fldj
+    return z, total
+
+
+def _recomputed(walk_chain, chain, x, event_ndims):
+    """Run a chain under `tf.recompute_grad`: its activations are recomputed in the backward
+    pass instead of kept, trading compute for memory in deep models."""
+
+    @tf.recompute_grad
+    def run(t):
+        out, ldj = walk_chain(chain, t, event_ndims)
+        return out, tf.convert_to_tensor(ldj, dtype=out.dtype)
+
+    return run(x)
+
+
+def set_recompute(bijector, unit):
+    """Mark every sub-chain whose `_flow_unit` is `unit` ("step" or "level") for recomputation.
+
+    Args:
+      bijector: a flow built by `tfp_glow.models` (Glow marks its steps and levels).
+      unit: "step", "level" or None (turn recomputation off).
+
+    Returns:
+      The number of chains marked.
+    """
+    if unit not in (None, "none", "step", "level"):
+        raise ValueError(f"recompute must be 'step', 'level' or None; received {unit!r}.")
+    chains = [m for m in [bijector, *bijector.submodules] if isinstance(m, _CHAIN)]
+    marked = 0
+    for c in chains:
+        on = unit not in (None, "none") and getattr(c, "_flow_unit", None) == unit
+        c._recompute = on
+        marked += on
+    if unit not in (None, "none") and not marked:
+        raise ValueError(f"This flow has no '{unit}' units to recompute (only glow marks steps and levels).")
+    return marked
 
 
 def log_prob(distribution, x):
