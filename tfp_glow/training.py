@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob
+from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.models import FlowConfig, standard_normal
 
@@ -35,6 +35,8 @@ class FlowModel(keras.Model):
       config: a `FlowConfig` (or its dict) naming the flow, event shape and builder arguments.
       n_bits: bit depth of image data (1..8), or `None` for float vectors.
       eval_seed: seed of the fixed evaluation noise.
+      recompute: `None`, `"step"` or `"level"`: recompute those units' activations in the
+        backward pass (`tf.recompute_grad`) so deep models fit in memory (Glow only).
       name: Keras name.
 
     Attributes:
@@ -42,7 +44,7 @@ class FlowModel(keras.Model):
         `tf.Variable`s as the Keras weights).
     """
 
-    def __init__(self, config, n_bits=8, eval_seed=1234, name="flow_model", **kwargs):
+    def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="flow_model", **kwargs):
         kwargs.pop("dtype", None)
         # The flow, its log-dets and the loss stay float32 whatever the global policy;
         # conditioner networks follow the policy (mixed precision) on their own.
@@ -56,6 +58,8 @@ class FlowModel(keras.Model):
         self.num_dims = int(np.prod(self.event_shape))
         self.distribution = self.config_.build()
         self.latent_shape = tuple(self.distribution.distribution.event_shape.as_list())
+        self.recompute = None if recompute in (None, "none") else recompute
+        set_recompute(self.distribution.bijector, self.recompute)
         # Keras tracks Keras layers only; hand it every layer inside the bijectors.
         self.flow_layers = keras_layers(self.distribution)
         self._actnorm_layers = _actnorms(self.distribution.bijector)
@@ -67,7 +71,7 @@ class FlowModel(keras.Model):
     # ----------------------------------------------------------------- config
     def get_config(self):
         return {"config": self.config_.to_dict(), "n_bits": self.n_bits, "eval_seed": self.eval_seed,
-                "name": self.name}
+                "recompute": self.recompute, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
