@@ -1,11 +1,14 @@
 """tfp_glow: NICE, RealNVP and Glow as TensorFlow Probability bijectors, trainable with Keras 3."""
-from tfp_glow import bijectors, networks
+from tfp_glow import bijectors, data, models, networks, training
 from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, DiagonalScale,
                                 InvertibleConv1x1, LearnedPrior, Split, Squeeze, initialize_actnorm)
+from tfp_glow.models import FlowConfig, glow, nice, realnvp
+from tfp_glow.training import FlowModel
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
-    "LearnedPrior", "Split", "Squeeze", "bijectors", "initialize_actnorm", "networks",
+    "ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "FlowConfig", "FlowModel",
+    "InvertibleConv1x1", "LearnedPrior", "Split", "Squeeze", "bijectors", "data", "glow",
+    "initialize_actnorm", "models", "networks", "nice", "realnvp", "training",
 ]
