@@ -1,0 +1,318 @@
+"""Export a trained `FlowModel` as a SavedModel with serving signatures.
+
+The SavedModel holds a plain `tf.Module`: the flow's variables (every Keras weight of the
+model, actnorm state included) and graph functions built from core TensorFlow ops only.
+Loading it needs TensorFlow alone (`tf.saved_model.load`, `saved_model_cli`, TF Serving):
+neither `tfp_glow` nor TensorFlow Probability is imported, and Keras is not used.
+
+Signatures (every batch dimension is dynamic; `H, W, C` is the model's event shape, `D` its
+size for vector models, `L...` the latent shape):
+
+| signature | inputs | outputs |
+|---|---|---|
+| `log_prob` (also `serving_default`) | `x`: uint8 `[N, H, W, C]` 8-bit levels, or float32 `[N, D]` | `log_prob`, `nll`, `bits_per_dim`: float32 `[N]` |
+| `log_prob_float` (images) | `x`: float32 `[N, H, W, C]`, dequantized, in `[-0.5, 0.5)` | as `log_prob` |
+| `sample` | `n`: int32 `[]`, `temperature`: float32 `[]`, `seed`: int32 `[]` | `images`: uint8 `[n, H, W, C]` and `x`: float32 `[n, H, W, C]` (images), or `x`: float32 `[n, D]` |
+| `encode` | `x` as for `log_prob` | `z`: float32 `[N, L...]` |
+| `decode` | `z`: float32 `[N, L...]` | `x`: float32 (data space, `[-0.5, 0.5)` for images) and, for images, `images`: uint8 |
+
+Image signatures reduce 8-bit input to the model's `n_bits` and dequantize it with the fixed
+noise of the model's evaluation (`stateless_uniform` seeded `[eval_seed, 0]`, as
+`FlowModel.predict_step`/`test_step`/`call`), so they give the live model's numbers.
+`sample` draws the latent with `tf.random.stateless_normal(seed=[seed, 0])` times
+`temperature`: the same seed gives the same images, here and in `sample_stateless` on the live
+model.
+
+A wrong input shape fails with an `InvalidArgumentError` naming the signature and its
+expected input (`signature log_prob: expects x: uint8 [batch, 8, 8, 1] ...`). A wrong dtype
+is refused by TensorFlow before the graph runs (through `loaded.signatures[...]`: "was
+expected to be a uint8 tensor"; through the restored functions `loaded.log_prob(...)`: "Can
+not cast TensorSpec(...) to TensorSpec(shape=(None, 8, 8, 1), dtype=tf.uint8, name='x')").
+"""
+import json
+import os
+import weakref
+
+import tensorflow as tf
+
+from tfp_glow import data as data_lib
+
+__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names",
+           "EVAL_NOISE_KERNELS"]
+
+#: Where the fixed evaluation noise comes from. `"tf"`: TensorFlow's stateless kernel, as
+#: `FlowModel.call`, `predict`/`evaluate` compiled with `jit_compile=False` and eager code use.
+#: `"xla"`: the XLA kernel, as `predict`/`evaluate` compiled with `jit_compile=True` use (XLA
+#: draws other numbers for the same seed); the SavedModel then holds one small XLA-compiled
+#: function, which needs a runtime with XLA JIT (TF Serving on CPU disables it unless started
+#: with `--xla_cpu_compilation_enabled`).
+EVAL_NOISE_KERNELS = ("tf", "xla")
+
+_IMAGE_SIGNATURES = ("log_prob", "log_prob_float", "sample", "encode", "decode")
+_VECTOR_SIGNATURES = ("log_prob", "sample", "encode", "decode")
+
+_CACHE = weakref.WeakKeyDictionary()  # model -> {eval_noise: dict of tf.functions}
+
+
+def signature_names(model):
+    """Names of the serving signatures `export_saved_model` writes for `model` by default."""
+    return _IMAGE_SIGNATURES if model.is_image else _VECTOR_SIGNATURES
+
+
+def _spec_text(dtype, shape):
+    return f"{tf.as_dtype(dtype).name} [{', '.join(['batch'] + [str(d) for d in shape])}]"
+
+
+def _check_input(t, signature, arg, event_shape, note=""):
+    """`t` after a run-time check that its shape is `[batch, *event_shape]`.
+
+    The signature wrappers of a loaded SavedModel do not check shapes (only dtypes), and a
+    wrong shape would otherwise fail deep inside the flow with an unrelated message, or, for
+    some shapes, not fail at all.
+    """
+    rank = len(event_shape) + 1
+    shape = tf.shape(t)
+    padded = tf.concat([shape, tf.fill([rank], -1)], axis=0)[1:rank]
+    ok = tf.logical_and(tf.equal(tf.size(shape), rank),
+                        tf.reduce_all(tf.equal(padded, tf.constant(event_shape, tf.int32))))
+    # (no quotes: the Assert op escapes them in its message)
+    msg = (f"tfp_glow SavedModel, signature {signature}: expects {arg}: "
+           f"{_spec_text(t.dtype, event_shape)}{note}; received a tensor of shape")
+    check = tf.debugging.Assert(ok, [msg, shape], summarize=16, name=f"check_{arg}_shape")
+    with tf.control_dependencies([check]):
+        return tf.identity(t)
+
+
+def _stateless_seed(seed):
+    """A stateless seed `[2]` from an int (`[seed, 0]`) or a pair."""
+    seed = tf.convert_to_tensor(seed)
+    if not seed.dtype.is_integer:
+        raise ValueError(f"seed must be an integer or a pair of integers; received dtype {seed.dtype.name}.")
+    seed = tf.cast(seed, tf.int32)
+    if seed.shape.rank == 0:
+        return tf.stack([seed, tf.zeros([], tf.int32)])
+    if seed.shape.as_list() != [2]:
+        raise ValueError(f"seed must be an int or a pair [2] of ints; received shape {seed.shape.as_list()}.")
+    return seed
+
+
+def serving_functions(model, eval_noise="tf"):
+    """The `tf.function`s behind the serving signatures, traced once per model (cached).
+
+    `export_saved_model` saves exactly these functions, and `sample_stateless` calls them on
+    the live model, so both run the same graph.
+
+    Args:
+      model: a `FlowModel` (its actnorm layers initialised).
+      eval_noise: `"tf"` or `"xla"`; see `EVAL_NOISE_KERNELS`.
+
+    Returns:
+      dict name -> `tf.function` with an `input_signature`, for every name in
+      `signature_names(model)`, plus `"_sample"` (the sampler taking a stateless seed `[2]`).
+    """
+    if eval_noise not in EVAL_NOISE_KERNELS:
+        raise ValueError(f"eval_noise must be one of {EVAL_NOISE_KERNELS}; received {eval_noise!r}.")
+    per_model = _CACHE.setdefault(model, {})
+    if eval_noise not in per_model:
+        per_model[eval_noise] = _build_functions(model, eval_noise)
+    return per_model[eval_noise]
+
+
+def _build_functions(model, eval_noise):
+    # The functions close over a weak reference, so the cache does not keep the model alive;
+    # they are traced (once per tracing context) only through the model, which is then alive.
+    ref = weakref.ref(model)
+    event_shape = tuple(int(d) for d in model.event_shape)
+    latent_shape = tuple(int(d) for d in model.latent_shape)
+    is_image, n_bits = model.is_image, model.n_bits
+    eval_seed = tf.constant([int(model.eval_seed), 0], tf.int32)
+    x_dtype = tf.uint8 if is_image else tf.float32
+    x_note = " (8-bit pixel levels 0..255)" if is_image else ""
+
+    @tf.function(jit_compile=True, autograph=False)
+    def xla_uniform(shape):
+        return tf.random.stateless_uniform(shape, seed=eval_seed, dtype=tf.float32)
+
+    def preprocess(x):
+        m = ref()
+        if not is_image or eval_noise == "tf":
+            return m.preprocess(x, seed=eval_seed)  # the live model's own evaluation path
+        u = xla_uniform(tf.shape(x))
+        u.set_shape(x.shape)
+        return data_lib.dequantize(data_lib.reduce_bits(x, n_bits), n_bits, noise=u)
+
+    def scores(x_pre):
+        log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
+        return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+
+    def data_outputs(x):
+        out = {"x": tf.cast(x, tf.float32)}
+        if is_image:
+            out["images"] = data_lib.to_uint8(x, n_bits)
+        return out
+
+    x_spec = tf.TensorSpec([None, *event_shape], x_dtype, name="x")
+    z_spec = tf.TensorSpec([None, *latent_shape], tf.float32, name="z")
+    fns = {}
+
+    @tf.function(input_signature=[x_spec], autograph=False)
+    def log_prob(x):
+        x = _check_input(x, "log_prob", "x", event_shape, x_note)
+        return scores(preprocess(x))
+    fns["log_prob"] = log_prob
+
+    if is_image:
+        @tf.function(input_signature=[tf.TensorSpec([None, *event_shape], tf.float32, name="x")],
+                     autograph=False)
+        def log_prob_float(x):
+            x = _check_input(x, "log_prob_float", "x", event_shape, " (dequantized, in [-0.5, 0.5))")
+            return scores(x)
+        fns["log_prob_float"] = log_prob_float
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n"),
+                                  tf.TensorSpec([], tf.float32, name="temperature"),
+                                  tf.TensorSpec([2], tf.int32, name="seed")], autograph=False)
+    def _sample(n, temperature, seed):
+        checks = [
+            tf.debugging.Assert(n >= 0, ["tfp_glow SavedModel, signature sample: expects n >= 0; received", n]),
+            tf.debugging.Assert(temperature >= 0.0, [
+                "tfp_glow SavedModel, signature sample: expects temperature >= 0; received", temperature]),
+        ]
+        with tf.control_dependencies(checks):
+            shape = tf.concat([tf.reshape(n, [1]), tf.constant(latent_shape, tf.int32)], axis=0)
+            z = tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32) * temperature
+        z.set_shape([None, *latent_shape])
+        x = ref().distribution.bijector.forward(z)
+        return data_outputs(x)
+    fns["_sample"] = _sample
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n"),
+                                  tf.TensorSpec([], tf.float32, name="temperature"),
+                                  tf.TensorSpec([], tf.int32, name="seed")], autograph=False)
+    def sample(n, temperature, seed):
+        return _sample(n, temperature, tf.stack([seed, tf.zeros([], tf.int32)]))
+    fns["sample"] = sample
+
+    @tf.function(input_signature=[x_spec], autograph=False)
+    def encode(x):
+        x = _check_input(x, "encode", "x", event_shape, x_note)
+        return {"z": ref().distribution.bijector.inverse(preprocess(x))}
+    fns["encode"] = encode
+
+    @tf.function(input_signature=[z_spec], autograph=False)
+    def decode(z):
+        z = _check_input(z, "decode", "z", latent_shape, " (latent)")
+        return data_outputs(ref().distribution.bijector.forward(z))
+    fns["decode"] = decode
+
+    return fns
+
+
+def sample_stateless(model, n, temperature=1.0, seed=0):
+    """Deterministic samples from the live model, the same as the SavedModel's `sample`.
+
+    `FlowModel.sample` draws through TFP with an int seed, which is not stateless; this draws
+    `z = temperature * stateless_normal([n, *latent_shape], seed=[seed, 0])` and decodes it,
+    running the very graph that `export_saved_model` saves.
+
+    Args:
+      model: a `FlowModel`.
+      n: number of samples (int >= 0).
+      temperature: standard deviation of the base distribution.
+      seed: an int (the signature's `seed`, used as `[seed, 0]`) or a stateless pair `[2]`.
+
+    Returns:
+      dict: `x` float32 `[n, *event_shape]` (data space) and, for image models, `images`
+      uint8 `[n, H, W, C]`.
+    """
+    fns = serving_functions(model)
+    return fns["_sample"](tf.constant(int(n), tf.int32), tf.constant(float(temperature), tf.float32),
+                          _stateless_seed(seed))
+
+
+class _FlowServing(tf.Module):
+    """What the SavedModel holds: the flow's variables, its metadata and the functions."""
+
+    def __init__(self, model, fns, names, info):
+        super().__init__(name="tfp_glow_serving")
+        self.flow_variables = list(model.distribution.variables)
+        self.config_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False,
+                                       name="config_json")
+        for name in names:
+            setattr(self, name, fns[name])
+
+
+def _check_variables(model):
+    """Every Keras weight of the model must be a variable of the distribution (and saved)."""
+    flow_ids = {id(v) for v in model.distribution.variables}
+    missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in flow_ids]
+    if missing:
+        raise ValueError(
+            f"Cannot export: {len(missing)} weights of the model are not variables of its distribution, "
+            f"so the SavedModel would not hold them: {missing[:10]}.")
+
+
+def export_saved_model(model, path, signatures=None, eval_noise="tf", serving_default="log_prob"):
+    """Write `model` as a SavedModel with named serving signatures.
+
+    See the module docstring for the signatures. The model must be initialised (trained, or
+    `model.initialize(batch)` run); exporting an uninitialised actnorm would serve
+    meaningless numbers.
+
+    Args:
+      model: a `FlowModel`.
+      path: directory to write (created; an existing SavedModel there is overwritten).
+      signatures: names to export, a subset of `signature_names(model)`; default all.
+      eval_noise: kernel of the fixed dequantization noise of `log_prob`/`encode` on images:
+        `"tf"` (default; the numbers of `model(x)` and of `predict`/`evaluate` compiled with
+        `jit_compile=False`; runs anywhere) or `"xla"` (the numbers of `predict`/`evaluate`
+        compiled with `jit_compile=True`; needs XLA at serving time). See `EVAL_NOISE_KERNELS`.
+      serving_default: signature also exported as `serving_default` (what TF Serving calls
+        when a request names none), or `None`.
+
+    Returns:
+      The path, as a string.
+
+    Raises:
+      ValueError: unknown signature names, an uninitialised model, or weights the
+        distribution does not hold.
+    """
+    available = signature_names(model)
+    names = tuple(available if signatures is None else
+                  ([signatures] if isinstance(signatures, str) else signatures))
+    unknown = [s for s in names if s not in available]
+    if unknown or not names:
+        raise ValueError(f"Unknown signatures {unknown or names}; this "
+                         f"{'image' if model.is_image else 'vector'} model exports {list(available)}.")
+    if serving_default is not None and serving_default not in names:
+        raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
+    if not model.is_initialized:
+        raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
+                         "(its actnorm layers still hold their zero initial values).")
+    _check_variables(model)
+
+    fns = serving_functions(model, eval_noise)
+    info = {
+        "format": "tfp_glow.saved_model/1",
+        "config": model.config_.to_dict(),
+        "n_bits": model.n_bits,
+        "eval_seed": int(model.eval_seed),
+        "eval_noise": eval_noise,
+        "event_shape": [int(d) for d in model.event_shape],
+        "latent_shape": [int(d) for d in model.latent_shape],
+        "num_dims": int(model.num_dims),
+        "signatures": list(names) + (["serving_default"] if serving_default else []),
+    }
+    module = _FlowServing(model, fns, names, info)
+    # Functions, not concrete functions: `tf.saved_model.save` traces them in its own context
+    # anyway, so tracing them here too would double the export time.
+    sigs = {name: fns[name] for name in names}
+    if serving_default is not None:
+        sigs["serving_default"] = sigs[serving_default]
+    path = os.fspath(path)
+    tf.saved_model.save(module, path, signatures=sigs)
+    extra = os.path.join(path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "tfp_glow.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    return path
