@@ -1,0 +1,184 @@
+"""Tests of the `tfp-glow` command line, run in-process through `cli.main` on tiny configs."""
+import contextlib
+import csv
+import io
+import os
+import re
+
+import numpy as np
+import pytest
+
+from tfp_glow import cli
+
+TINY_GLOW = ["--levels", "1", "--steps", "1", "--hidden", "8"]
+
+
+def _run(argv):
+    """`cli.main(argv)` -> (return code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as e:
+            rc = e.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _figure(text, what="test bits/dim"):
+    found = re.findall(re.escape(what) + r": (-?\d+\.\d{4})(?: |$)", text, flags=re.M)
+    assert found, f"no '{what}: X.XXXX' line in:\n{text}"
+    value = float(found[-1])
+    assert np.isfinite(value)
+    return value
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("runs") / "glow-digits")
+    rc, out, err = _run(["train", "--epochs", "1", *TINY_GLOW, "--no-xla", "--run-dir", run_dir])
+    assert rc == 0, out + err
+    return run_dir, out
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "sample", "evaluate", "export", "bench"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "export"])
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: tfp-glow " + command in out
+    if command == "train":
+        for word in ("--flow", "--data", "digits", "moons", "tfds:NAME", ".npz", "--resume", "--strategy",
+                     "--mixed-precision", "--no-xla", "default: 0.7", "--n-bits"):
+            assert word in out, word
+
+
+def test_train_digits_writes_run_dir(digits_run):
+    run_dir, out = digits_run
+    bpd = _figure(out)
+    assert 0 < bpd < 8
+    for name in ("config.json", "model.weights.h5", "metrics.csv", "samples_epoch001.png", "samples_final.png",
+                 "curves.png", os.path.join("checkpoints", "checkpoint")):
+        path = os.path.join(run_dir, name)
+        assert os.path.isfile(path) and os.path.getsize(path) > 0, name
+    assert os.path.isdir(os.path.join(run_dir, "logs"))
+    assert "glow on digits (8x8x1, 5 bits)" in out and "1293 train / 144 validation / 360 test" in out
+    assert os.path.join(run_dir, "samples_final.png") in out
+
+
+def test_sample_and_evaluate_repeat(digits_run, tmp_path):
+    run_dir, train_out = digits_run
+    out_png = str(tmp_path / "s.png")
+    rc, out, err = _run(["sample", run_dir, "--n", "16", "--temperature", "0.5", "--out", out_png])
+    assert rc == 0, err
+    assert os.path.getsize(out_png) > 0 and out_png in out
+    first = _run(["evaluate", run_dir, "--no-xla"])
+    second = _run(["evaluate", run_dir, "--no-xla"])
+    assert first[0] == second[0] == 0, first[2] + second[2]
+    assert _figure(first[1]) == _figure(second[1]) == _figure(train_out)
+    rc, out, err = _run(["evaluate", run_dir, "--split", "validation", "--no-xla"])
+    assert rc == 0 and np.isfinite(_figure(out, "validation bits/dim"))
+
+
+def test_resume_continues_from_saved_epoch(digits_run, tmp_path):
+    import shutil
+
+    run_dir = str(tmp_path / "resumed")
+    shutil.copytree(digits_run[0], run_dir)
+    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--epochs", "2", "--no-xla"])
+    assert rc == 0, out + err
+    assert "resuming from epoch 1" in out
+    assert "Epoch 2/2" in out and "Epoch 1/2" not in out
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "ckpt-2.index"))
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+    assert np.isfinite(_figure(out))
+    # Model options that contradict the run's config are refused.
+    rc, _, err = _run(["train", "--resume", "--run-dir", run_dir, "--hidden", "16"])
+    assert rc == 2 and "--resume" in err
+
+
+def test_train_toy_2d_with_xla_writes_density(tmp_path):
+    run_dir = str(tmp_path / "moons")
+    rc, out, err = _run(["train", "--data", "moons", "--epochs", "1", "--steps-per-epoch", "5", "--steps", "2",
+                         "--hidden", "8", "--run-dir", run_dir])
+    assert rc == 0, out + err
+    assert "realnvp on moons" in out
+    _figure(out)
+    _figure(out, "test nll")
+    for name in ("density.png", "samples_final.png", "samples_epoch001.png", "curves.png"):
+        assert os.path.getsize(os.path.join(run_dir, name)) > 10_000, name
+    rc, out, err = _run(["sample", run_dir, "--n", "100"])
+    assert rc == 0 and os.path.isfile(os.path.join(run_dir, "samples_t0.7_seed0.png"))
+
+
+def _npz(tmp_path, name, x):
+    path = str(tmp_path / name)
+    np.savez(path, x=x)
+    return path
+
+
+def _expect_error(argv, pattern, capsys=None):
+    rc, out, err = _run(argv)
+    assert rc == 2, out + err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert re.search(pattern, err), err
+    return err
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda p: "no_such_data", r"unknown data source 'no_such_data'"),
+    (lambda p: str(p / "missing.npz"), r"npz file not found"),
+    (lambda p: _npz(p, "odd.npz", np.zeros((20, 7, 7, 1), np.uint8)), r"divisible by 2"),
+    (lambda p: _npz(p, "range.npz", np.full((20, 8, 8), 300, np.int16)), r"\[0, 255\]"),
+    (lambda p: _npz(p, "nan.npz", np.full((20, 8, 8), np.nan, np.float32)), r"NaN"),
+    (lambda p: _npz(p, "empty.npz", np.zeros((0, 8, 8), np.uint8)), r"empty"),
+])
+def test_bad_data_exits_2_before_training(tmp_path, make, pattern):
+    _expect_error(["train", "--data", make(tmp_path), "--epochs", "1", *TINY_GLOW,
+                   "--run-dir", str(tmp_path / "run")], pattern)
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_bad_options_exit_2(tmp_path):
+    _expect_error(["train", "--data", "moons", "--flow", "glow", "--run-dir", str(tmp_path / "r")],
+                  r"glow works on images")
+    _expect_error(["train", "--data", "moons", "--n-bits", "5", "--run-dir", str(tmp_path / "r")],
+                  r"--n-bits applies to image data")
+    _expect_error(["train", "--flow", "nice", "--levels", "2", "--run-dir", str(tmp_path / "r")],
+                  r"--levels does not apply")
+    _expect_error(["evaluate", str(tmp_path / "nowhere")], r"does not exist")
+    os.makedirs(tmp_path / "not_a_run")
+    _expect_error(["sample", str(tmp_path / "not_a_run")], r"not a tfp-glow run directory")
+    _expect_error(["train", "--resume", "--run-dir", str(tmp_path / "not_a_run")], r"no config.json")
+
+
+def test_argparse_rejects_unknown_choices(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--strategy", "tpu"])
+    assert info.value.code == 2
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--mixed-precision", "fp8"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--epochs", "0"])
+
+
+def test_export_and_bench_are_registered(tmp_path, digits_run):
+    try:
+        import tfp_glow.export  # noqa: F401
+    except ModuleNotFoundError:
+        _expect_error(["export", digits_run[0], str(tmp_path / "saved")], r"tfp_glow.export")
+    try:
+        import tfp_glow.bench  # noqa: F401
+    except ModuleNotFoundError:
+        _expect_error(["bench", "--anything"], r"tfp_glow.bench")
