@@ -87,6 +87,10 @@ def test_sample_and_evaluate_repeat(digits_run, tmp_path):
     assert _figure(first[1]) == _figure(second[1]) == _figure(train_out)
     rc, out, err = _run(["evaluate", run_dir, "--split", "validation", "--no-xla"])
     assert rc == 0 and np.isfinite(_figure(out, "validation bits/dim"))
+    # Under XLA (the default) the fixed noise comes from another kernel: close, not equal.
+    rc, out, err = _run(["evaluate", run_dir])
+    assert rc == 0, err
+    assert abs(_figure(out) - _figure(train_out)) < 0.05
 
 
 def test_resume_continues_from_saved_epoch(digits_run, tmp_path):
@@ -107,10 +111,10 @@ def test_resume_continues_from_saved_epoch(digits_run, tmp_path):
     assert rc == 2 and "--resume" in err
 
 
-def test_train_toy_2d_with_xla_writes_density(tmp_path):
+def test_train_toy_2d_writes_density(tmp_path):
     run_dir = str(tmp_path / "moons")
     rc, out, err = _run(["train", "--data", "moons", "--epochs", "1", "--steps-per-epoch", "5", "--steps", "2",
-                         "--hidden", "8", "--run-dir", run_dir])
+                         "--hidden", "8", "--no-xla", "--run-dir", run_dir])
     assert rc == 0, out + err
     assert "realnvp on moons" in out
     _figure(out)
@@ -173,12 +177,18 @@ def test_argparse_rejects_unknown_choices(capsys):
         cli.main(["train", "--epochs", "0"])
 
 
-def test_export_and_bench_are_registered(tmp_path, digits_run):
-    try:
-        import tfp_glow.export  # noqa: F401
-    except ModuleNotFoundError:
-        _expect_error(["export", digits_run[0], str(tmp_path / "saved")], r"tfp_glow.export")
-    try:
-        import tfp_glow.bench  # noqa: F401
-    except ModuleNotFoundError:
-        _expect_error(["bench", "--anything"], r"tfp_glow.bench")
+def test_export_writes_saved_model(tmp_path, digits_run):
+    pytest.importorskip("tfp_glow.export")
+    path = str(tmp_path / "saved")
+    rc, out, err = _run(["export", digits_run[0], path, "--signatures", "log_prob,sample"])
+    assert rc == 0, out + err
+    assert os.path.isfile(os.path.join(path, "saved_model.pb")) and path in out
+    _expect_error(["export", digits_run[0], str(tmp_path / "s2"), "--signatures", "nope"], r"nope")
+
+
+def test_bench_is_delegated(capsys):
+    pytest.importorskip("tfp_glow.bench")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--help"])
+    assert info.value.code == 0
+    assert "usage: tfp-glow bench" in capsys.readouterr().out

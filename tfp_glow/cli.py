@@ -238,6 +238,9 @@ def build_parser():
                        description="Export a trained run with tfp_glow.export.export_saved_model(model, PATH).")
     x.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
     x.add_argument("path", metavar="PATH", help="output SavedModel directory")
+    x.add_argument("--signatures", default=None,
+                   help="comma-separated signatures to export (default: all the model offers, e.g. "
+                        "log_prob,log_prob_float,sample,encode,decode for images)")
 
     # ------------------------------------------------------------------------- bench
     sub.add_parser("bench", add_help=False, help="speed and quality benchmarks (tfp-glow bench --help)",
@@ -328,13 +331,9 @@ def _num_examples(x):
 
 
 def _make_strategy(name):
-    import tensorflow as tf
+    from tfp_glow.distribute import get_strategy
 
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    return get_strategy(name)
 
 
 def _model_kwargs(flow, info, args, data_name):
@@ -538,7 +537,7 @@ def _train(args):
         with strategy.scope():
             model = FlowModel(flow_config, n_bits=n_bits)
             model.compile(keras.optimizers.Adam(lr), jit_compile=False if args.no_xla else "auto")
-        first = _check_first_batch(model, train_x, "training")
+        _check_first_batch(model, train_x, "training")
         _check_first_batch(model, val_x, "validation")
         _check_first_batch(model, test_x, "test")
         n_train = _num_examples(train_x)
@@ -559,7 +558,11 @@ def _train(args):
             if initial_epoch == 0:
                 _say(f"note: {paths['checkpoints']} has no checkpoint; training {run_dir} from the start")
         if not model.is_initialized:
-            model.initialize(first)
+            # The same deterministic global batch on every worker, identical values on every replica.
+            from tfp_glow.distribute import global_init_batch, initialize_actnorm_identically
+
+            with strategy.scope():
+                initialize_actnorm_identically(model, global_init_batch(train_x, n=256, seed=args.seed), strategy)
         if chief:
             runs.save_run_config(run_dir, model, data_name, {
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
@@ -709,8 +712,9 @@ def _export(args):
                            "(export_saved_model) is missing.") from e
         raise
     model, _ = _load(args.run_dir)
+    signatures = None if args.signatures is None else [n.strip() for n in args.signatures.split(",") if n.strip()]
     try:
-        export_saved_model(model, args.path)
+        export_saved_model(model, args.path, signatures=signatures)
     except (ValueError, FileExistsError) as e:
         raise CLIError(str(e)) from e
     _say(f"wrote {args.path}")
