@@ -26,8 +26,10 @@ of TFP's so both see the same machine load:
   achieved rate is `images/s x FLOP per training image` with the analytic count of
   `train_flops_per_image` (convolutions only, forward x 3 for forward + backward).
 - **convolutions alone** (`--no-floor` to skip): the same convolution stacks as the coupling
-  and prior networks, as raw `tf.nn.conv2d` forward + backward under XLA with nothing else;
-  what the convolutions cost on this machine, a floor for any Glow implementation here.
+  networks and 1x1 convolutions, as raw `tf.nn.conv2d` / einsum forward + backward with
+  nothing else, once under XLA and once with TF's own (oneDNN) kernels: what the convolutions
+  cost on this machine, a floor for any Glow implementation here. On the 2-core CPU this was
+  written on, XLA's convolutions ran at about half the speed of TF's oneDNN kernels.
 
 `--scaling-table` runs our model alone for K in {4, 8, 16, 32} x image size in {28, 32, 64}
 (choose with `--table-steps`/`--table-sizes`) with and without recomputation, one fresh
@@ -301,11 +303,14 @@ class Ours:
             if args.mixed_precision != "none":
                 keras.mixed_precision.set_global_policy("float32")
         self.model.initialize(x)
-        self.model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=not args.no_xla)
+        xla = "off" if args.no_xla else args.xla
+        self.model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                           jit_compile={"auto": "auto", "on": True, "off": False}[xla])
+        self.jit = bool(self.model.jit_compile)
         self.model.make_train_function()
         self.iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
         self.x = tf.constant(x)
-        jit = not args.no_xla
+        jit = self.jit
         model, batch = self.model, args.batch
         self._log_prob = tf.function(lambda x: model(x), jit_compile=jit)
         self._sample = tf.function(lambda: model.sample(batch), jit_compile=jit)
@@ -375,6 +380,7 @@ def measure(args, which):
         models[key] = builders[key](args, x)
         res[f"{key}_build_s"] = time.perf_counter() - t
         res[f"{key}_params"] = models[key].params
+        res[f"{key}_xla"] = bool(getattr(models[key], "jit", args.tfp_xla == "on"))
         print(f"  built {key}: {models[key].params:,} trainable parameters ({res[f'{key}_build_s']:.1f} s)",
               flush=True)
     for key, m in models.items():  # first train step: trace + compile + run
@@ -477,10 +483,63 @@ def _config_argv(args):
            "--coupling", args.coupling, "--image-size", str(args.image_size), "--channels", str(args.channels),
            "--batch", str(args.batch), "--iters", str(args.iters), "--warmup", str(args.warmup),
            "--recompute", args.recompute, "--mixed-precision", args.mixed_precision, "--n-bits", str(args.n_bits),
-           "--tfp-xla", args.tfp_xla]
+           "--tfp-xla", args.tfp_xla, "--xla", args.xla]
     if args.no_xla:
         out.append("--no-xla")
     return out
+
+
+# ------------------------------------------------------------------------------ profile
+_WRAPPERS = ("ExecutorState::", "ThunkExecutor::", "CpuExecutable::", "BlockUntilReady", "SlinkyThreadPool::",
+             "ThreadpoolListener::", "ExecutorDoneCallback", "Iterator::", "PrefetchProduce", "PrefetchConsume",
+             "IteratorGetNextOp", "MakeIterator", "optional:", "EagerExecute", "KernelAndDeviceFunc")
+
+
+def profile_top_ops(fn, steps, logdir, top=12):
+    """Trace `steps` calls of `fn` with the TF profiler; returns `(rows, seconds)`.
+
+    `rows` are `(op, milliseconds, share)` summed over the compute threads' events of the trace
+    (`tf_Compute*` executor threads and `tf_numa*` Eigen threads, where XLA's CPU thunks run),
+    grouped by TF op type (the part after `:` of a TF op event) or by XLA HLO op (`dot.152` ->
+    `dot`); executor and thread-pool wrapper events are left out. Sums over threads can exceed
+    wall time (two cores work in parallel).
+    """
+    import collections
+    import glob
+    import re
+    tf = _tf()
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:  # pragma: no cover - other TF layouts
+        from tsl.profiler.protobuf import xplane_pb2
+    os.makedirs(logdir, exist_ok=True)
+    before = set(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))
+    tf.profiler.experimental.start(logdir)
+    t = time.perf_counter()
+    for _ in range(steps):
+        _sync(fn())
+    seconds = time.perf_counter() - t
+    tf.profiler.experimental.stop()
+    new = sorted(set(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)) - before)
+    if not new:
+        return [], seconds
+    space = xplane_pb2.XSpace()
+    with open(new[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    total = collections.Counter()
+    for plane in space.planes:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith(("tf_Compute", "tf_numa")):
+                continue
+            for ev in line.events:
+                name = names.get(ev.metadata_id, "?")
+                if name.startswith(_WRAPPERS):
+                    continue
+                key = name.rsplit(":", 1)[-1] if ":" in name else re.sub(r"\.\d+$", "", name)
+                total[key] += ev.duration_ps / 1e9
+    grand = sum(total.values()) or 1.0
+    return [(k, v, v / grand) for k, v in total.most_common(top)], seconds
 
 
 # ------------------------------------------------------------------------------ printing
@@ -499,7 +558,10 @@ def print_report(args, res, which, peak_gflops, floor, rss):
     print(f"Glow {args.image_size}x{args.image_size}x{args.channels}, L={args.levels} K={args.steps} "
           f"hidden={args.hidden} {args.coupling}, batch {args.batch}, {args.iters} timed steps after "
           f"{args.warmup} warm-up, alternating")
-    print(f"  ours: Keras FlowModel train function, XLA {'off' if args.no_xla else 'on'}, precision "
+    xla_ours = "on" if res.get("ours_xla") else "off"
+    if "ours" in which and not args.no_xla and args.xla == "auto":
+        xla_ours += " (FlowModel.compile's auto)"
+    print(f"  ours: Keras FlowModel train function, XLA {xla_ours}, precision "
           f"{args.mixed_precision}, recompute {args.recompute}")
     if "tfp" in which:
         print(f"  tfp:  tfb.Glow, tf.function GradientTape step, XLA {args.tfp_xla}, float32")
@@ -545,7 +607,8 @@ def print_report(args, res, which, peak_gflops, floor, rss):
         row("RSS growth: first step (compile)", [rss[c]["first"] for c in cols], _mb)
         row("RSS growth: later train steps", [rss[c]["steady"] for c in cols], _mb)
     if floor:
-        print(f"{'convolutions alone (XLA) img/s':34s}{floor:>16.1f}   (same convs fwd+bwd, nothing else)")
+        print(f"{'convolutions alone img/s, XLA':34s}{floor['xla']:>16.1f}   (the same convs fwd+bwd, nothing else)")
+        print(f"{'convolutions alone img/s, TF ops':34s}{floor['tf']:>16.1f}   (no XLA: TF's oneDNN kernels)")
     print()
     print("  ratios are ours/TFP (higher is better for img/s; lower is better for seconds and memory).")
     print("  memory: TF CPU allocator peak during one train step above the memory held before it "
@@ -553,6 +616,21 @@ def print_report(args, res, which, peak_gflops, floor, rss):
     if rss:
         print("  RSS growth: fresh process per model, peak resident set above the resident set before the phase "
               f"({rss[cols[0]]['source']}); the first step includes tracing and XLA compilation.")
+
+
+def print_profiles(args, which):
+    """Profile `--iters` (at most 3) train steps of each model in a fresh build and print the top ops."""
+    x = _images(args)
+    for key in which:
+        model = {"ours": Ours, "tfp": TFPGlow}[key](args, x)
+        for _ in range(2):
+            _sync(model.train())
+        rows, seconds = profile_top_ops(model.train, min(3, args.iters), os.path.join(args.profile, key))
+        n = min(3, args.iters)
+        print(f"\nprofile of {key}: {n} train steps, {seconds / n:.2f} s per step; top ops by summed thread time "
+              f"(trace in {os.path.join(args.profile, key)})")
+        for op, ms, share in rows:
+            print(f"  {op[:60]:60s}{ms:10.0f} ms {100 * share:5.1f}%")
 
 
 # ------------------------------------------------------------------------- scaling table
@@ -570,7 +648,7 @@ def scaling_table(args):
             done = json.load(f)
     supported = recompute_supported()
     print(f"Scaling table (ours only): L={args.levels}, hidden={args.hidden}, batch {args.batch}, "
-          f"{args.iters} timed steps per cell, XLA {'off' if args.no_xla else 'on'}; results in {path} (resumable)",
+          f"{args.iters} timed steps per cell, XLA {'off' if args.no_xla else args.xla}; results in {path} (resumable)",
           flush=True)
     for k in steps:
         for s in sizes:
@@ -692,7 +770,9 @@ def build_parser(prog="tfp-glow bench"):
                    help="timed steps per model and metric (default 10; 3 per cell of --scaling-table)")
     r.add_argument("--warmup", type=int, default=None,
                    help="untimed steps after the first one (default 2; 1 per cell of --scaling-table)")
-    r.add_argument("--no-xla", action="store_true", help="turn XLA (jit_compile) off for our model")
+    r.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                   help="XLA (jit_compile) for our model: auto = FlowModel.compile's own default")
+    r.add_argument("--no-xla", action="store_true", help="same as --xla off")
     r.add_argument("--tfp-xla", choices=("on", "off"), default="off",
                    help="XLA for tfb.Glow's step (default off: XLA makes tfb.Glow slower and much slower to "
                         "compile on CPU)")
@@ -705,6 +785,9 @@ def build_parser(prog="tfp-glow bench"):
                    help="also measure peak RSS growth of each model in a fresh subprocess (slower)")
     r.add_argument("--no-floor", action="store_true", help="skip the convolutions-alone measurement")
     r.add_argument("--no-matmul", action="store_true", help="skip the matmul peak measurement")
+    r.add_argument("--profile", metavar="DIR", default=None,
+                   help="also trace a few train steps of each model with the TF profiler into DIR and print "
+                        "the top ops by time")
     r.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     t = p.add_argument_group("scaling table (ours only; one fresh subprocess per cell)")
     t.add_argument("--scaling-table", action="store_true",
@@ -767,9 +850,11 @@ def _main(args):
     if peak:
         print(f"  matmul peak: {peak:.1f} GFLOP/s", flush=True)
     res = measure(args, which)
-    floor = None if args.no_floor else conv_floor(args, jit=True)
+    floor = None if args.no_floor else {"xla": conv_floor(args, jit=True), "tf": conv_floor(args, jit=False)}
     rss = {k: rss_subprocess(args, k) for k in which} if args.rss else None
     print_report(args, res, which, peak, floor, rss)
+    if args.profile:
+        print_profiles(args, which)
     print("  load average at end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
           + " (other processes on the machine slow both models alike, since steps alternate)")
     if args.json:
