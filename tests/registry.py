@@ -15,7 +15,7 @@ tfb = tfp.bijectors
 def _glow_like_level(dtype):
     # squeeze -> actnorm -> 1x1 conv -> coupling -> split(inner: learned prior) -> unsqueeze
     inner = tg.LearnedPrior((2, 2, 4), dtype=dtype)
-    return tfb.Chain([
+    return tg.bijectors.Chain([
         tfb.Invert(tg.Squeeze(dtype=dtype)),
         tg.ActNorm(8, dtype=dtype),
         tg.InvertibleConv1x1(8, seed=1, dtype=dtype),
@@ -40,7 +40,7 @@ REGISTRY = {
     "squeeze": lambda dt: (tg.Squeeze(dtype=dt), (4, 4, 2)),
     "unsqueeze": lambda dt: (tfb.Invert(tg.Squeeze(dtype=dt)), (2, 2, 8)),
     "split": lambda dt: (tg.Split((3, 3, 4), dtype=dt), (3, 3, 4)),
-    "split_with_inner": lambda dt: (tg.Split((2, 2, 4), inner=tfb.Chain([tg.ActNorm(2, dtype=dt), tg.AffineCoupling((2, 2, 2), "channel", hidden=8, dtype=dt)]), dtype=dt), (2, 2, 4)),
+    "split_with_inner": lambda dt: (tg.Split((2, 2, 4), inner=tg.bijectors.Chain([tg.ActNorm(2, dtype=dt), tg.AffineCoupling((2, 2, 2), "channel", hidden=8, dtype=dt)]), dtype=dt), (2, 2, 4)),
     "learned_prior": lambda dt: (tg.LearnedPrior((2, 2, 3), dtype=dt), (2, 2, 3)),
     "diagonal_scale": lambda dt: (tg.DiagonalScale((5,), dtype=dt), (5,)),
     "glow_level_chain": lambda dt: (_glow_like_level(dt), (4, 4, 2)),

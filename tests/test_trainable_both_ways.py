@@ -37,7 +37,7 @@ def make_dist(dtype=tf.float32, smooth=False):
         if smooth else ({"hidden": 8}, {"hidden": 8})
     # tfb.Chain applies its list right to left in `forward` (latent -> data), so the list reads
     # from the data side: `log_prob` runs DiagonalScale's inverse first.
-    bijector = tfb.Chain([
+    bijector = tg.bijectors.Chain([
         tg.DiagonalScale(EVENT, dtype=dtype),
         tg.AffineCoupling(EVENT, "checkerboard", dtype=dtype, **conditioners[0]),
         tfb.Invert(tg.Squeeze(dtype=dtype)),

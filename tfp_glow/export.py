@@ -17,7 +17,7 @@ size for vector models, `L...` the latent shape):
 | `decode` | `z`: float32 `[N, L...]` | `x`: float32 (data space, `[-0.5, 0.5)` for images) and, for images, `images`: uint8 |
 
 Image signatures reduce 8-bit input to the model's `n_bits` and dequantize it with the fixed
-noise of the model's evaluation (`stateless_uniform` seeded `[eval_seed, 0]`, as
+noise pattern of the model's evaluation (`FlowModel.eval_noise`, as
 `FlowModel.predict_step`/`test_step`/`call`), so they give the live model's numbers.
 `sample` draws the latent with `tf.random.stateless_normal(seed=[seed, 0])` times
 `temperature`: the same seed gives the same images, here and in `sample_stateless` on the live
@@ -37,21 +37,12 @@ import tensorflow as tf
 
 from tfp_glow import data as data_lib
 
-__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names",
-           "EVAL_NOISE_KERNELS"]
-
-#: Where the fixed evaluation noise comes from. `"tf"`: TensorFlow's stateless kernel, as
-#: `FlowModel.call`, `predict`/`evaluate` compiled with `jit_compile=False` and eager code use.
-#: `"xla"`: the XLA kernel, as `predict`/`evaluate` compiled with `jit_compile=True` use (XLA
-#: draws other numbers for the same seed); the SavedModel then holds one small XLA-compiled
-#: function, which needs a runtime with XLA JIT (TF Serving on CPU disables it unless started
-#: with `--xla_cpu_compilation_enabled`).
-EVAL_NOISE_KERNELS = ("tf", "xla")
+__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names"]
 
 _IMAGE_SIGNATURES = ("log_prob", "log_prob_float", "sample", "encode", "decode")
 _VECTOR_SIGNATURES = ("log_prob", "sample", "encode", "decode")
 
-_CACHE = weakref.WeakKeyDictionary()  # model -> {eval_noise: dict of tf.functions}
+_CACHE = weakref.WeakKeyDictionary()  # model -> dict of tf.functions
 
 
 def signature_names(model):
@@ -96,7 +87,7 @@ def _stateless_seed(seed):
     return seed
 
 
-def serving_functions(model, eval_noise="tf"):
+def serving_functions(model):
     """The `tf.function`s behind the serving signatures, traced once per model (cached).
 
     `export_saved_model` saves exactly these functions, and `sample_stateless` calls them on
@@ -104,42 +95,29 @@ def serving_functions(model, eval_noise="tf"):
 
     Args:
       model: a `FlowModel` (its actnorm layers initialised).
-      eval_noise: `"tf"` or `"xla"`; see `EVAL_NOISE_KERNELS`.
 
     Returns:
       dict name -> `tf.function` with an `input_signature`, for every name in
       `signature_names(model)`, plus `"_sample"` (the sampler taking a stateless seed `[2]`).
     """
-    if eval_noise not in EVAL_NOISE_KERNELS:
-        raise ValueError(f"eval_noise must be one of {EVAL_NOISE_KERNELS}; received {eval_noise!r}.")
-    per_model = _CACHE.setdefault(model, {})
-    if eval_noise not in per_model:
-        per_model[eval_noise] = _build_functions(model, eval_noise)
-    return per_model[eval_noise]
+    if model not in _CACHE:
+        _CACHE[model] = _build_functions(model)
+    return _CACHE[model]
 
 
-def _build_functions(model, eval_noise):
+def _build_functions(model):
     # The functions close over a weak reference, so the cache does not keep the model alive;
     # they are traced (once per tracing context) only through the model, which is then alive.
     ref = weakref.ref(model)
     event_shape = tuple(int(d) for d in model.event_shape)
     latent_shape = tuple(int(d) for d in model.latent_shape)
     is_image, n_bits = model.is_image, model.n_bits
-    eval_seed = tf.constant([int(model.eval_seed), 0], tf.int32)
     x_dtype = tf.uint8 if is_image else tf.float32
     x_note = " (8-bit pixel levels 0..255)" if is_image else ""
 
-    @tf.function(jit_compile=True, autograph=False)
-    def xla_uniform(shape):
-        return tf.random.stateless_uniform(shape, seed=eval_seed, dtype=tf.float32)
-
     def preprocess(x):
-        m = ref()
-        if not is_image or eval_noise == "tf":
-            return m.preprocess(x, seed=eval_seed)  # the live model's own evaluation path
-        u = xla_uniform(tf.shape(x))
-        u.set_shape(x.shape)
-        return data_lib.dequantize(data_lib.reduce_bits(x, n_bits), n_bits, noise=u)
+        # the live model's evaluation path: its one fixed noise pattern, in any kernel
+        return ref().preprocess(x, fixed_noise=True)
 
     def scores(x_pre):
         log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
@@ -252,7 +230,7 @@ def _check_variables(model):
             f"so the SavedModel would not hold them: {missing[:10]}.")
 
 
-def export_saved_model(model, path, signatures=None, eval_noise="tf", serving_default="log_prob"):
+def export_saved_model(model, path, signatures=None, serving_default="log_prob"):
     """Write `model` as a SavedModel with named serving signatures.
 
     See the module docstring for the signatures. The model must be initialised (trained, or
@@ -263,10 +241,6 @@ def export_saved_model(model, path, signatures=None, eval_noise="tf", serving_de
       model: a `FlowModel`.
       path: directory to write (created; an existing SavedModel there is overwritten).
       signatures: names to export, a subset of `signature_names(model)`; default all.
-      eval_noise: kernel of the fixed dequantization noise of `log_prob`/`encode` on images:
-        `"tf"` (default; the numbers of `model(x)` and of `predict`/`evaluate` compiled with
-        `jit_compile=False`; runs anywhere) or `"xla"` (the numbers of `predict`/`evaluate`
-        compiled with `jit_compile=True`; needs XLA at serving time). See `EVAL_NOISE_KERNELS`.
       serving_default: signature also exported as `serving_default` (what TF Serving calls
         when a request names none), or `None`.
 
@@ -291,13 +265,12 @@ def export_saved_model(model, path, signatures=None, eval_noise="tf", serving_de
                          "(its actnorm layers still hold their zero initial values).")
     _check_variables(model)
 
-    fns = serving_functions(model, eval_noise)
+    fns = serving_functions(model)
     info = {
         "format": "tfp_glow.saved_model/1",
         "config": model.config_.to_dict(),
         "n_bits": model.n_bits,
         "eval_seed": int(model.eval_seed),
-        "eval_noise": eval_noise,
         "event_shape": [int(d) for d in model.event_shape],
         "latent_shape": [int(d) for d in model.latent_shape],
         "num_dims": int(model.num_dims),

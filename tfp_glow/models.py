@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, DiagonalScale,
+from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, Chain, DiagonalScale,
                                 InvertibleConv1x1, LearnedPrior, Split, Squeeze)
 
 tfb = tfp.bijectors
@@ -33,8 +33,8 @@ def logit_preprocessing(alpha=0.05):
     logit(alpha + (1 - 2 alpha)(x + 0.5))`; its log-det counts in `log_prob`, so bits/dim
     stay those of the data in `[-0.5, 0.5)`.
     """
-    return tfb.Chain([tfb.Shift(-0.5), tfb.Scale(1.0 / (1.0 - 2.0 * alpha)), tfb.Shift(-alpha), tfb.Sigmoid()],
-                     name="logit_preprocessing")
+    return Chain([tfb.Shift(-0.5), tfb.Scale(1.0 / (1.0 - 2.0 * alpha)), tfb.Shift(-alpha), tfb.Sigmoid()],
+                 name="logit_preprocessing")
 
 
 def _check_image_shape(event_shape, levels, who):
@@ -49,8 +49,8 @@ def _check_image_shape(event_shape, levels, who):
 
 
 def _chain(data_to_latent, name):
-    """A `tfb.Chain` from bijectors listed in the data -> latent order."""
-    return tfb.Chain(list(data_to_latent), name=name)
+    """A chain from bijectors listed in the data -> latent order (eager-safe `Chain`)."""
+    return Chain(list(data_to_latent), name=name)
 
 
 def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True,

@@ -28,8 +28,8 @@ class FlowModel(keras.Model):
     `fit`/`evaluate`/`predict` take `tf.data` pipelines (or arrays) of uint8 images
     `[N, H, W, C]` (with `n_bits`) or float vectors `[N, D]` (`n_bits=None`). Images are
     reduced to `n_bits`, then dequantized with uniform noise drawn inside the train step (so a
-    cached dataset gets fresh noise every epoch). Evaluation uses fixed noise from
-    `eval_seed`, so test figures repeat.
+    cached dataset gets fresh noise every epoch). Evaluation uses one fixed noise pattern
+    from `eval_seed` (`eval_noise`), so test figures repeat in every execution mode.
 
     Args:
       config: a `FlowConfig` (or its dict) naming the flow, event shape and builder arguments.
@@ -82,17 +82,30 @@ class FlowModel(keras.Model):
     def is_image(self):
         return self.n_bits is not None
 
-    def preprocess(self, x, seed=None):
+    def eval_noise(self):
+        """The fixed dequantization noise `u` of evaluation, one `[*event_shape]` pattern.
+
+        Drawn once with numpy from `eval_seed` and broadcast over the batch, so an image scores
+        the same whatever its batch, its position in it, and the kernel (eager, graph, XLA,
+        SavedModel): test figures repeat exactly.
+        """
+        if getattr(self, "_eval_noise", None) is None:
+            self._eval_noise = np.random.default_rng(self.eval_seed).uniform(size=self.event_shape).astype(np.float32)
+        return tf.constant(self._eval_noise)
+
+    def preprocess(self, x, fixed_noise=False):
         """Data as the flow sees it: dequantized images in `[-0.5, 0.5)` or float32 vectors.
 
         Args:
           x: uint8 (or integer-valued) images `[N, *event_shape]` with 8-bit levels, or float
             vectors `[N, D]`.
-          seed: stateless seed `[2]` for repeatable noise; `None` draws fresh noise.
+          fixed_noise: use `eval_noise()` (evaluation) instead of fresh `U[0, 1)` noise.
         """
         if not self.is_image:
             return tf.cast(x, tf.float32)
-        return data_lib.dequantize(data_lib.reduce_bits(x, self.n_bits), self.n_bits, seed=seed)
+        levels = data_lib.reduce_bits(x, self.n_bits)
+        noise = tf.broadcast_to(self.eval_noise(), tf.shape(levels)) if fixed_noise else None
+        return data_lib.dequantize(levels, self.n_bits, noise=noise)
 
     def log_prob_and_bpd(self, x_pre):
         """`(log p(x), nll, bits/dim)` per example for preprocessed data `x_pre`."""
@@ -111,13 +124,10 @@ class FlowModel(keras.Model):
             return data["image"] if "image" in data else data["x"]
         return data
 
-    def _eval_seed(self):
-        return tf.constant([self.eval_seed, 0], tf.int32)
-
     # --------------------------------------------------------------- steps
     def call(self, x, training=False):
         """Per-example `log p(x)` of the dequantized data (fixed noise unless `training`)."""
-        x_pre = self.preprocess(x, seed=None if training else self._eval_seed())
+        x_pre = self.preprocess(x, fixed_noise=not training)
         return self.log_prob_and_bpd(x_pre)[0]
 
     @property
@@ -144,12 +154,12 @@ class FlowModel(keras.Model):
 
     def test_step(self, data):
         x = self._features(data)
-        _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, seed=self._eval_seed()))
+        _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, fixed_noise=True))
         return self._update_metrics(tf.reduce_mean(bpd), nll, bpd)
 
     def predict_step(self, data):
         x = self._features(data)
-        log_p, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, seed=self._eval_seed()))
+        log_p, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, fixed_noise=True))
         return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
 
     def compile(self, optimizer=None, jit_compile="auto", **kwargs):
@@ -184,7 +194,7 @@ class FlowModel(keras.Model):
           force: re-initialise already initialised layers.
         """
         x = self.check_batch(self._features(batch))
-        initialize_actnorm(self.distribution.bijector, self.preprocess(x, seed=self._eval_seed()), force=force)
+        initialize_actnorm(self.distribution.bijector, self.preprocess(x, fixed_noise=True), force=force)
 
     def check_batch(self, x):
         """Raise a clear `ValueError` if a batch does not fit the model; returns it as a tensor."""
@@ -226,6 +236,24 @@ class FlowModel(keras.Model):
             self.initialize(first)
         return super().fit(x, y, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompile after `keras.models.load_model`, so the optimizer state is restored too."""
+        from tfp_glow import persistence
+        persistence.compile_from_config(self, config)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        """Keras `save_weights`, plus the configuration recorded in the file for clear errors."""
+        from tfp_glow import persistence
+        out = super().save_weights(filepath, *args, **kwargs)
+        persistence.annotate_weights_file(self, filepath)
+        return out
+
+    def export(self, filepath, **kwargs):
+        """Write a SavedModel with `log_prob`, `sample`, `encode`, `decode` signatures
+        (`tfp_glow.export.export_saved_model`); Keras' own `Model.export` would not serve the flow."""
+        from tfp_glow import export
+        return export.export_saved_model(self, filepath, **kwargs)
+
     def load_weights(self, filepath, *args, **kwargs):
         """Keras `load_weights`, refusing weights saved from a different configuration.
 
@@ -233,7 +261,8 @@ class FlowModel(keras.Model):
           ValueError: naming the saved and current configurations, before any weight is loaded.
         """
         from tfp_glow import persistence  # lazy: persistence imports this module
-        persistence.check_weights_compatible(self, filepath)
+        if not kwargs.get("skip_mismatch", False):
+            persistence.check_weights_compatible(self, filepath)
         return super().load_weights(filepath, *args, **kwargs)
 
     # ------------------------------------------------------ sample/encode
@@ -257,7 +286,7 @@ class FlowModel(keras.Model):
         """Latent `[N, *latent_shape]` -> data (`bijector.forward`)."""
         return self.distribution.bijector.forward(z)
 
-    def encode(self, x, seed=None):
-        """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), fixed noise by default."""
-        x_pre = self.preprocess(x, seed=self._eval_seed() if seed is None else seed)
+    def encode(self, x):
+        """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), with the fixed noise."""
+        x_pre = self.preprocess(x, fixed_noise=True)
         return self.distribution.bijector.inverse(x_pre)

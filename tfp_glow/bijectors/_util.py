@@ -78,12 +78,38 @@ def layer_dtype(dtype):
     return None if tf.as_dtype(dtype) == tf.float32 else tf.as_dtype(dtype).name
 
 
+def _graph_only(cache_class, returns_attrs):
+    """A TFP bijector cache that caches inside graphs (`tf.function`) only.
+
+    TFP keys its cache on the input tensor object. Eagerly, a loop that feeds the same tensor
+    after a parameter update would get the old output back (and a log-det cut off from the
+    gradient tape); computing afresh is always right there, and costs nothing extra in a
+    graph, where the cache still removes repeated work.
+    """
+
+    class GraphOnlyCache(cache_class):
+        def _lookup(self, input, forward_name, inverse_name, **kwargs):  # noqa: A002
+            if tf.executing_eagerly():
+                out = getattr(self.bijector, forward_name)(input, **kwargs)
+                return out[0] if returns_attrs else out
+            return super()._lookup(input, forward_name, inverse_name, **kwargs)
+
+        def _attributes(self, input, fn_name, **kwargs):  # noqa: A002
+            if tf.executing_eagerly():
+                return {}
+            return super()._attributes(input, fn_name, **kwargs)
+
+    return GraphOnlyCache
+
+
 class FusedLogDetMixin:
     """The hooks `walk.py` calls: `(output, unreduced log-det)` in one pass.
 
     The log-det is at the bijector's minimum event rank (a scalar when constant), exactly what
     its `_forward_log_det_jacobian` / `_inverse_log_det_jacobian` return.
     """
+
+    _cache = _graph_only(cache_util.BijectorCache, returns_attrs=False)()
 
     def _forward_and_log_det(self, z):
         return self._forward(z), self._forward_log_det_jacobian(z)
@@ -100,7 +126,7 @@ class AugmentedBijectorMixin:
     then ildj) does not run the network twice (TFP's FFJORD uses the same cache).
     """
 
-    _cache = cache_util.BijectorCacheWithGreedyAttrs(
+    _cache = _graph_only(cache_util.BijectorCacheWithGreedyAttrs, returns_attrs=True)(
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     def _forward(self, z):

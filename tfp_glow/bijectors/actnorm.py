@@ -102,8 +102,11 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
         x = tf.cast(x, self.dtype)
         axes = list(range(x.shape.rank - 1))
         mean, var = tf.nn.moments(x, axes=axes)
-        tiny = np.finfo(self.dtype.as_numpy_dtype).tiny ** 0.5
-        log_std = tf.where(var > tiny, 0.5 * tf.math.log(tf.maximum(var, tiny)), tf.zeros_like(var))
+        # A constant channel shows a variance of rounding size (~(eps * mean)^2), not 0: treat
+        # anything below that floor as zero variance and keep unit scale there.
+        info = np.finfo(self.dtype.as_numpy_dtype)
+        floor = tf.square(16.0 * info.eps * tf.abs(mean)) + info.tiny ** 0.5
+        log_std = tf.where(var > floor, 0.5 * tf.math.log(tf.maximum(var, floor)), tf.zeros_like(var))
         if inverse_side:  # z = (x - b) e^{-s} has mean 0, var 1
             self._bias.assign(mean)
             self._log_scale.assign(log_std)
@@ -131,10 +134,12 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
         return (x - self._bias) * tf.exp(-self._log_scale)
 
     def _forward_log_det_jacobian(self, z):
+        check_channels(z, self._channels, self.name)
         # Constant in z: a scalar that TFP broadcasts and multiplies by the H*W positions.
         return tf.reduce_sum(self._log_scale)
 
     def _inverse_log_det_jacobian(self, x):
+        check_channels(x, self._channels, self.name)
         return -tf.reduce_sum(self._log_scale)
 
 
@@ -155,5 +160,7 @@ def initialize_actnorm(bijector, x, force=False):
     """
     if not tf.executing_eagerly():
         raise RuntimeError("initialize_actnorm must run eagerly.")
+    # tf.identity: a fresh tensor, so no cached result from an earlier pass is reused
+    x = tf.identity(tf.convert_to_tensor(x, dtype=bijector.dtype))
     with data_dependent_initialization(force=force):
-        return bijector.inverse(tf.convert_to_tensor(x, dtype=bijector.dtype))
+        return bijector.inverse(x)

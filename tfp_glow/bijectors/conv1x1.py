@@ -132,7 +132,9 @@ class InvertibleConv1x1(FusedLogDetMixin, tfb.Bijector):
         return tf.einsum("...c,dc->...d", x, self.inverse_weight())
 
     def _forward_log_det_jacobian(self, z):
+        check_channels(z, self._channels, self.name)
         return self.log_abs_det()
 
     def _inverse_log_det_jacobian(self, x):
+        check_channels(x, self._channels, self.name)
         return -self.log_abs_det()

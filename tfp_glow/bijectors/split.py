@@ -180,7 +180,9 @@ class LearnedPrior(FusedLogDetMixin, tfb.Bijector):
         return (x - self._mean) * tf.exp(-self._log_sigma())
 
     def _forward_log_det_jacobian(self, z):
+        check_event_shape(z, self._event_shape_in, self.name)
         return tf.reduce_sum(self._log_sigma())
 
     def _inverse_log_det_jacobian(self, x):
+        check_event_shape(x, self._event_shape_in, self.name)
         return -tf.reduce_sum(self._log_sigma())
