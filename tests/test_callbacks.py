@@ -50,8 +50,7 @@ def test_flow_checkpoint_restore_round_trip_and_resume(tmp_path, digits):
     iterations = int(model.optimizer.iterations.numpy())
     assert iterations == 8
 
-    fresh = _model()
-    assert not fresh.optimizer.built
+    fresh = _model()  # its optimizer may be unbuilt (Keras 3 builds lazily): restore builds it
     epoch = cb.FlowCheckpoint(ckpt_dir).restore(fresh)
     assert epoch == 2
     for w_old, w_new in zip(model.weights, fresh.weights):

@@ -87,10 +87,10 @@ def test_sample_and_evaluate_repeat(digits_run, tmp_path):
     assert _figure(first[1]) == _figure(second[1]) == _figure(train_out)
     rc, out, err = _run(["evaluate", run_dir, "--split", "validation", "--no-xla"])
     assert rc == 0 and np.isfinite(_figure(out, "validation bits/dim"))
-    # Under XLA (the default) the fixed noise comes from another kernel: close, not equal.
+    # Under XLA (the default) the figure is the same up to float rounding.
     rc, out, err = _run(["evaluate", run_dir])
     assert rc == 0, err
-    assert abs(_figure(out) - _figure(train_out)) < 0.05
+    assert abs(_figure(out) - _figure(train_out)) < 2e-3
 
 
 def test_resume_continues_from_saved_epoch(digits_run, tmp_path):

@@ -38,8 +38,7 @@ CURVES = "curves.png"
 DENSITY = "density.png"
 #: Every file/folder a run writes (besides samples_epochNNN.png); what a fresh run replaces.
 RUN_ARTIFACTS = (CONFIG, CHECKPOINTS, WEIGHTS, METRICS, LOGS, SAMPLES_FINAL, CURVES, DENSITY)
-#: Evaluation batch size. Dequantization noise is drawn per batch from a fixed seed, so the
-#: test figure depends on it; train's final evaluation and `evaluate` both use this value.
+#: Evaluation batch size of train's final evaluation and of `evaluate` (stored in config.json).
 EVAL_BATCH_SIZE = 256
 FORMAT_VERSION = 1
 
