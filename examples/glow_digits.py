@@ -1,10 +1,10 @@
 """Glow on the offline 8x8 digits, at small scale: test bits/dim and samples at T = 0.7 and 1.0.
 
     python examples/glow_digits.py                 # the `tfp-glow train` default, ~2 minutes
-    python examples/glow_digits.py --steps 8 --epochs 60
+    python examples/glow_digits.py --steps 16 --epochs 60
 
 The same model as `tfp-glow train` with no arguments (Kingma & Dhariwal 2018, scaled down):
-L = 2 levels of K = 4 steps (actnorm, LU-parametrised invertible 1x1 conv, affine coupling with
+L = 2 levels of K = 8 steps (actnorm, LU-parametrised invertible 1x1 conv, affine coupling with
 `sigmoid(h + 2)` scales, 128-channel conv nets), a split with a learned prior between the
 levels and a learned top prior. Digits are reduced to 5 bits; a uniform model scores exactly
 5.0 bits/dim. Training uses the package's `FlowModel` with Keras `fit`, the `NaNGuard` and
@@ -27,7 +27,7 @@ from tfp_glow.training import FlowModel  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--levels", type=int, default=2)
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=8)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)

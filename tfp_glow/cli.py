@@ -52,8 +52,8 @@ data (--data):
 
 DEFAULTS_HELP = """\
 defaults per data kind (any option given explicitly wins):
-  digits (8x8):    glow, levels 2, steps 4, hidden 128, 30 epochs, batch 64, lr 2e-3,
-                   --n-bits 5 (about 1.5 min on 2 CPU cores)
+  digits (8x8):    glow, levels 2, steps 8, hidden 128, 30 epochs, batch 64, lr 2e-3,
+                   --n-bits 5 (about 1.5-2 min on 2 CPU cores)
   other images:    glow, levels = largest of 3, 2, 1 dividing H and W by 2**levels, steps 8,
                    hidden 256, 10 epochs, batch 64, lr 1e-3, --n-bits 8
   2-D toy data:    realnvp with 8 couplings of 2 x 128 units, 20 epochs of 100 steps, batch 256,
@@ -374,7 +374,7 @@ def _model_kwargs(flow, info, args, data_name):
             else:
                 levels = next((lv for lv in (3, 2) if shape[0] and shape[1] and shape[0] % 2 ** lv == 0
                                and shape[1] % 2 ** lv == 0), 1)
-        return {"levels": levels, "steps": args.steps or (4 if small else 8),
+        return {"levels": levels, "steps": args.steps or 8,
                 "hidden_channels": single_hidden(128 if small else 256),
                 "coupling": args.coupling or "affine", "lu": True if args.lu is None else args.lu}
     if flow == "realnvp":
