@@ -192,3 +192,35 @@ def test_bench_is_delegated(capsys):
         cli.main(["bench", "--help"])
     assert info.value.code == 0
     assert "usage: tfp-glow bench" in capsys.readouterr().out
+
+
+def test_nan_loss_exits_1_naming_last_checkpoint_then_resumes(tmp_path, monkeypatch):
+    from tfp_glow import callbacks as cb
+
+    original = cb.NaNGuard.on_train_batch_end
+
+    def nan_in_second_epoch(self, batch, logs=None):
+        if self._epoch == 1:
+            logs = {**(logs or {}), "loss": float("nan")}
+        return original(self, batch, logs)
+
+    run_dir = str(tmp_path / "nan")
+    monkeypatch.setattr(cb.NaNGuard, "on_train_batch_end", nan_in_second_epoch)
+    rc, out, err = _run(["train", "--epochs", "3", *TINY_GLOW, "--no-xla", "--run-dir", run_dir])
+    assert rc == 1, out + err
+    assert "error: Training stopped: the loss became nan at epoch 2, step 1" in err
+    assert os.path.join(run_dir, "checkpoints", "ckpt-1") in err and "--resume" in err
+    assert "Traceback" not in err
+    assert sorted(f for f in os.listdir(os.path.join(run_dir, "checkpoints")) if f.endswith(".index")) == \
+        ["ckpt-1.index"]
+
+    monkeypatch.setattr(cb.NaNGuard, "on_train_batch_end", original)
+    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--lr", "5e-4"])
+    assert rc == 0, out + err
+    assert "resuming from epoch 1" in out and "Epoch 3/3" in out and "lr 0.0005" in out
+    assert np.isfinite(_figure(out))
+    import tensorflow as tf
+
+    saved_lr = tf.train.load_variable(os.path.join(run_dir, "checkpoints", "ckpt-3"),
+                                      "optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")
+    assert np.isclose(saved_lr, 5e-4)  # --lr overrides the learning rate restored from the checkpoint

@@ -117,8 +117,8 @@ class NaNGuard(keras.callbacks.Callback):
             return
         raise NonFiniteLossError(
             f"Training stopped: the loss became {loss} at epoch {self._epoch + 1}, step {batch + 1} "
-            f"(the running mean of the epoch's batch losses is {loss}, so this or an earlier batch "
-            f"of the epoch diverged; try a lower --lr, or --coupling affine with fewer levels). "
+            f"(the logged loss is the epoch's running mean, so this step or an earlier one of the "
+            f"epoch diverged; a lower learning rate usually helps). "
             f"No checkpoint of the non-finite weights was written. "
             + _latest_checkpoint_note(self.checkpoint_dir))
 

@@ -559,6 +559,8 @@ def _train(args):
         initial_epoch = 0
         if args.resume:
             initial_epoch = ckpt.restore(model)
+            if args.lr is not None:  # the checkpoint restored the old learning rate; --lr overrides it
+                model.optimizer.learning_rate = lr
             if initial_epoch == 0:
                 _say(f"note: {paths['checkpoints']} has no checkpoint; training {run_dir} from the start")
         if not model.is_initialized:
@@ -619,8 +621,11 @@ def _train(args):
                           steps_per_epoch=steps_per_epoch,
                           callbacks=callbacks, verbose=verbose, shuffle=False)
             except cb.NonFiniteLossError as e:
-                print(f"error: {e} Resume with: tfp-glow train --resume --run-dir {run_dir}",
-                      file=sys.stderr, flush=True)
+                if ckpt.latest:
+                    hint = f"Resume with: tfp-glow train --resume --run-dir {run_dir} (optionally with a lower --lr)."
+                else:
+                    hint = "Start again with a lower --lr."
+                print(f"error: {e} {hint}", file=sys.stderr, flush=True)
                 raise SystemExit(1)
             _say(f"training took {time.time() - t_fit:.1f} s")
 
