@@ -184,3 +184,19 @@ def test_is_chief():
     assert cb.is_chief(_strategy("chief", 0, with_chief))
     assert not cb.is_chief(_strategy("worker", 0, with_chief))
     assert cb.is_chief(_strategy(None, None, {}))
+
+
+def test_non_chief_workers_write_nothing(tmp_path, digits, monkeypatch):
+    worker1 = _strategy("worker", 1, {"worker": ["a:1", "b:1"]})
+    grid = cb.SampleGrid(str(tmp_path / "samples"))
+    grid.set_model(types.SimpleNamespace(distribute_strategy=worker1, is_image=True))
+    grid.on_epoch_end(0)
+    assert grid.written == [] and not os.path.exists(tmp_path / "samples")
+
+    model = _model()
+    model.initialize(digits[:64])
+    monkeypatch.setattr(cb, "is_chief", lambda strategy=None: False)
+    ckpt = cb.FlowCheckpoint(str(tmp_path / "ckpt"))
+    ckpt.set_model(model)
+    ckpt.on_epoch_end(0, {"loss": 3.0})  # saves to a temporary directory that is removed
+    assert ckpt.latest is None and not os.path.exists(tmp_path / "ckpt" / "checkpoint")

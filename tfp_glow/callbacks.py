@@ -68,6 +68,11 @@ def all_weights_finite(model):
                if tf.as_dtype(w.dtype).is_floating)
 
 
+def _model_strategy(model):
+    """The strategy a model was built under (Keras 3 keeps it as `distribute_strategy`)."""
+    return getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the message says when and where to resume from."""
 
@@ -217,7 +222,7 @@ class FlowCheckpoint(keras.callbacks.Callback):
             return
         ckpt, manager = self._checkpoint(self.model)
         self._epoch_var.assign(epoch + 1)
-        if is_chief():
+        if is_chief(_model_strategy(self.model)):
             manager.save(checkpoint_number=epoch + 1)
         else:
             tmp = tempfile.mkdtemp(prefix="flow_ckpt_worker_")
@@ -263,7 +268,7 @@ class SampleGrid(keras.callbacks.Callback):
         e = epoch + 1
         if e % self.every and e != self._epochs:
             return
-        if not is_chief():
+        if not is_chief(_model_strategy(self.model)):
             return
         model = self.model
         path = self.path(e)
