@@ -3,6 +3,7 @@
 A factory takes a dtype and returns `(bijector, event_shape)`. Events are tiny so that the
 autodiff Jacobian (`D x D`) stays cheap.
 """
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -56,5 +57,6 @@ def randomize(bijector, seed=0, scale=0.3):
 
 
 def make(name, dtype=tf.float32, seed=0):
+    keras.utils.set_random_seed(seed)  # conditioner initialisers too: every run builds the same bijector
     bijector, event_shape = REGISTRY[name](dtype)
     return randomize(bijector, seed), event_shape
