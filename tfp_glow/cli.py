@@ -68,8 +68,15 @@ class CLIError(Exception):
     """A user error: printed as `error: <message>`, exit code 2."""
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Raw descriptions/epilogs; `(default: X)` appended unless the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: {action.default})"
 
 
 # ---------------------------------------------------------------------------------- parser
@@ -194,7 +201,9 @@ def build_parser():
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its latest checkpoint (model, optimizer, "
                         "epoch); model options come from its config.json")
-    r.add_argument("--no-xla", action="store_true", help="compile without XLA (jit_compile=False)")
+    r.add_argument("--no-xla", action="store_true",
+                   help="never compile with XLA (jit_compile=False); by default FlowModel.compile decides "
+                        "(jit_compile='auto')")
     r.add_argument("--strategy", choices=STRATEGIES, default="none",
                    help="tf.distribute strategy: mirrored = all local devices, multiworker = "
                         "MultiWorkerMirroredStrategy configured by TF_CONFIG")
