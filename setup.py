@@ -20,6 +20,7 @@ setup(
         "scikit-learn>=1.3",  # the offline 8x8 digits
         "matplotlib>=3.7",
         "pillow>=10",
+        "tensorboard>=2.21,<2.22",  # Keras' TensorBoard callback (the CLI's logs/)
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["tfp-glow=tfp_glow.cli:main"]},

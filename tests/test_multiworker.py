@@ -198,23 +198,18 @@ def _max_weight_gap(res, opt):
     return max(float(np.max(np.abs(a0[k] - s[k]))) for k in keys)
 
 
-_NOT_SCALED = ("FlowModel.train_step does not divide its loss by num_replicas_in_sync while Keras 3 sums the "
-               "replicas' gradients: with 2 replicas each step uses twice the global-mean gradient (Adam nearly "
-               "hides it, being scale-invariant up to epsilon). Fix in training.py; then this passes.")
-
-
-@pytest.mark.xfail(reason=_NOT_SCALED, strict=False)
 def test_shipped_train_step_matches_single_process_run(cluster_run):
     """Two workers x half of each global batch == one process x the global batch (FlowModel's
-    own train_step, Adam). Today the gap is about 1e-3 (Adam's epsilon and bias terms feel the
-    doubled gradient) where the replica-scaled step gives about 1e-7."""
+    own train_step, Adam). Unscaled replica gradients (summed by Keras) would leave a gap of
+    about 1e-3 through Adam's epsilon; the replica-scaled step gives about 1e-7."""
     _, res = cluster_run
     gap = _max_weight_gap(res, "adam")
     assert gap < 1e-5, f"multi-worker weights differ from the single-process run by {gap}"
 
 
 def test_shipped_train_step_is_close_to_single_process_run(cluster_run):
-    """Loose check that holds even with the gradient-scale issue above (Adam is nearly scale-invariant)."""
+    """Loose check of the same runs (Adam is nearly scale-invariant, so this alone would not
+    catch unscaled gradients; the test above does)."""
     _, res = cluster_run
     gap = _max_weight_gap(res, "adam")
     assert gap < 1e-2, f"multi-worker weights differ from the single-process run by {gap}"
@@ -245,10 +240,6 @@ def test_the_chief_writes_checkpoints_and_samples(cluster_run):
     assert res["w0"][1]["model_strategy_chief"] and not res["w1"][1]["model_strategy_chief"]
 
 
-@pytest.mark.xfail(reason="callbacks.FlowCheckpoint / SampleGrid call is_chief() without a strategy; in a "
-                          "callback (outside strategy.scope()) that is the default strategy, which has no cluster "
-                          "resolver, so every worker counts as the chief. Fix in callbacks.py: "
-                          "is_chief(self.model.distribute_strategy).", strict=False)
 def test_other_workers_write_no_checkpoints_or_samples(cluster_run):
     out, _ = cluster_run
     for d in (out / "ckpt_w1", out / "samples_w1"):

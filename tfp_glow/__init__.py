@@ -1,4 +1,9 @@
 """tfp_glow: NICE, RealNVP and Glow as TensorFlow Probability bijectors, trainable with Keras 3."""
+import os
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from tfp_glow import bijectors, data, models, networks, training
 from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, DiagonalScale,
                                 InvertibleConv1x1, LearnedPrior, Split, Squeeze, initialize_actnorm)

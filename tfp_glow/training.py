@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfp_glow import data as data_lib
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
+from tfp_glow.distribute import multi_worker_safe_logs
 from tfp_glow.models import FlowConfig, standard_normal
 
 
@@ -139,14 +140,18 @@ class FlowModel(keras.Model):
         self.loss_tracker.update_state(loss, sample_weight=tf.cast(tf.shape(bpd)[0], tf.float32))
         self.nll_tracker.update_state(nll)
         self.bpd_tracker.update_state(bpd)
-        return {m.name: m.result() for m in self.metrics}
+        # under MultiWorkerMirroredStrategy Keras reduces these along axis 0 (see distribute.py)
+        return multi_worker_safe_logs({m.name: m.result() for m in self.metrics})
 
     def train_step(self, data):
         x = self._features(data)
         with tf.GradientTape() as tape:
             _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x))
             loss = tf.reduce_mean(bpd)
-            scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+            # Keras sums the replicas' gradients: each replica contributes its share of the mean.
+            ctx = tf.distribute.get_replica_context()
+            scaled = loss / (ctx.num_replicas_in_sync if ctx is not None else 1)
+            scaled = self.optimizer.scale_loss(scaled) if hasattr(self.optimizer, "scale_loss") else scaled
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
