@@ -107,8 +107,8 @@ class Ours:
         self.model = FlowModel(config, n_bits=args.n_bits)
         self.params = count_parameters(self.model.distribution)
         self.args = args
-        dist = self.model.distribution
-        self._log_prob = tf.function(lambda x: dist.log_prob(x))
+        model = self.model
+        self._log_prob = tf.function(lambda x: model.log_prob_and_bpd(x)[0])  # what fit optimises
 
     def initialize(self, x):
         self.model.initialize(x)

@@ -96,7 +96,7 @@ def estimate_train_bytes(image_size, channels, levels, steps, hidden, batch, rec
     """Rough activation memory of one training step (bytes), for the "too big" check.
 
     Per flow step at level `l` the backward pass keeps about `H_l W_l (2 h + 8 C_l)` floats per
-    image (two hidden feature maps, a few `C_l`-wide tensors); `x 2.5` covers gradients and
+    image (two hidden feature maps, a few `C_l`-wide tensors); `x 1.3` covers gradients and
     temporaries alive at the same time (calibrated against the allocator peak of the default
     configuration). With recomputation only each step's (`step`) or level's (`level`) input is
     kept, plus one step's or level's full activations while it is recomputed.
@@ -110,7 +110,7 @@ def estimate_train_bytes(image_size, channels, levels, steps, hidden, batch, rec
         floats = sum(io) + max(steps * f for f in full)
     else:
         floats = sum(steps * f for f in full)
-    return int(4 * batch * floats * 2.5)
+    return int(4 * batch * floats * 1.3)
 
 
 def available_memory_bytes():
@@ -126,9 +126,9 @@ def available_memory_bytes():
 
 
 def recompute_supported():
-    """Whether our `glow` builder takes a `recompute` argument (none|step|level)."""
-    from tfp_glow import models
-    return "recompute" in inspect.signature(models.glow_bijector).parameters
+    """Whether our `FlowModel` takes a `recompute` argument (none|step|level)."""
+    from tfp_glow.training import FlowModel
+    return "recompute" in inspect.signature(FlowModel.__init__).parameters
 
 
 def check_config(args, models_running=("ours", "tfp")):
@@ -281,8 +281,6 @@ def conv_floor(args, jit=True):
 def ours_config(args):
     from tfp_glow.models import FlowConfig
     kwargs = dict(levels=args.levels, steps=args.steps, hidden_channels=args.hidden, coupling=args.coupling)
-    if args.recompute != "none":
-        kwargs["recompute"] = args.recompute
     return FlowConfig("glow", (args.image_size, args.image_size, args.channels), kwargs)
 
 
@@ -298,7 +296,8 @@ class Ours:
         if args.mixed_precision != "none":
             keras.mixed_precision.set_global_policy(args.mixed_precision)
         try:
-            self.model = FlowModel(ours_config(args), n_bits=args.n_bits)
+            extra = {"recompute": args.recompute} if args.recompute != "none" else {}
+            self.model = FlowModel(ours_config(args), n_bits=args.n_bits, **extra)
         finally:
             if args.mixed_precision != "none":
                 keras.mixed_precision.set_global_policy("float32")
@@ -599,7 +598,8 @@ def print_report(args, res, which, peak_gflops, floor, rss):
             lambda v: f"{v:.0f}%", ratio=False)
     row("log_prob img/s (median)", [res[f"{c}_log_prob"]["median"] for c in cols], lambda v: f"{v:.1f}")
     row("sampling img/s (median)", [res[f"{c}_sample"]["median"] for c in cols], lambda v: f"{v:.1f}")
-    row("first train step, s", [res[f"{c}_first_step_s"] for c in cols], lambda v: f"{v:.1f}", invert=False)
+    row("build + actnorm init + compile(), s", [res[f"{c}_build_s"] for c in cols], lambda v: f"{v:.1f}")
+    row("first train step, s", [res[f"{c}_first_step_s"] for c in cols], lambda v: f"{v:.1f}")
     row("first log_prob / sample call, s", [(res[f"{c}_log_prob_first_s"], res[f"{c}_sample_first_s"]) for c in cols],
         lambda v: f"{v[0]:.1f} / {v[1]:.1f}", ratio=False)
     row("train step peak, TF allocator", [res[f"{c}_train_peak_bytes"] for c in cols], _mb)
@@ -657,7 +657,7 @@ def scaling_table(args):
                 if key in done and not args.table_redo:
                     continue
                 if r != "none" and not supported:
-                    done[key] = {"status": "unsupported: our glow() has no recompute argument yet"}
+                    done[key] = {"status": "unsupported: our FlowModel has no recompute argument yet"}
                 else:
                     done[key] = _table_cell(args, k, s, r)
                 with open(path, "w") as f:
@@ -779,7 +779,7 @@ def build_parser(prog="tfp-glow bench"):
     r.add_argument("--mixed-precision", choices=MIXED_CHOICES, default="none",
                    help="Keras mixed-precision policy for our conditioner networks (TFP stays float32)")
     r.add_argument("--recompute", choices=RECOMPUTE_CHOICES, default="none",
-                   help="gradient recomputation for our model, per step or per level (if our glow() supports it)")
+                   help="gradient recomputation (tf.recompute_grad) for our model, per flow step or per level")
     r.add_argument("--only", choices=("ours", "tfp"), default=None, help="measure one model only")
     r.add_argument("--rss", action="store_true",
                    help="also measure peak RSS growth of each model in a fresh subprocess (slower)")
@@ -830,7 +830,7 @@ def _main(args):
     which = [args.only] if args.only else ["ours", "tfp"]
     check_config(args, which)  # before importing TensorFlow: bad input fails fast
     if args.recompute != "none" and not recompute_supported():
-        print(f"note: --recompute {args.recompute} is unsupported: our glow() has no recompute argument yet; "
+        print(f"note: --recompute {args.recompute} is unsupported: our FlowModel has no recompute argument yet; "
               "measuring without recomputation.")
         args.recompute = "none"
         check_config(args, which)

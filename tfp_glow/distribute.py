@@ -59,19 +59,19 @@ def get_strategy(name="none", devices=None):
     return tf.distribute.get_strategy()
 
 
-try:  # one definition of "the chief" in the package (callbacks.py writes the files)
-    from tfp_glow.callbacks import is_chief  # noqa: F401
-except ImportError:  # pragma: no cover - callbacks.py not available
-    def is_chief(strategy=None):
-        """Whether this process writes files: no cluster, the `chief` task, or worker 0 of a
-        cluster without a chief."""
-        strategy = strategy or tf.distribute.get_strategy()
-        resolver = getattr(strategy, "cluster_resolver", None)
-        if resolver is None or getattr(resolver, "task_type", None) in (None, "chief"):
-            return True
-        if resolver.task_type == "worker" and (resolver.task_id or 0) == 0:
-            return "chief" not in resolver.cluster_spec().as_dict()
-        return False
+def is_chief(strategy=None):
+    """Whether this process writes files (checkpoints, samples, logs): `tfp_glow.callbacks.is_chief`.
+
+    Imported on call, so importing this module (as `training.py` does) does not pull in the
+    callbacks and their plotting. Without a cluster every process is the chief; in a cluster,
+    the `chief` task, or worker 0 of a cluster without one.
+
+    Args:
+      strategy: a `tf.distribute.Strategy`; pass the model's (`model.distribute_strategy`) from
+        code that runs outside `strategy.scope()`, such as callbacks.
+    """
+    from tfp_glow.callbacks import is_chief as _is_chief
+    return _is_chief(strategy)
 
 
 def global_init_batch(data, n=256, seed=0, batched=None):
