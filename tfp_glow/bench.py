@@ -1,7 +1,8 @@
 """`tfp-glow bench`: our Glow against TFP's `tfb.Glow`, same architecture, side by side.
 
 Run `python -m tfp_glow.bench --help` (or `tfp-glow bench --help`). Defaults: L=2 levels,
-K=4 steps, 400 hidden channels, affine coupling, 28x28x1 images, batch 64, XLA on for ours.
+K=4 steps, 400 hidden channels, affine coupling, 28x28x1 images, batch 64; XLA as
+FlowModel.compile chooses (`--xla auto`: off on CPU, where XLA is slower).
 
 What is measured, in one process, after warm-up, alternating one step of ours with one step
 of TFP's so both see the same machine load:
