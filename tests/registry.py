@@ -60,3 +60,16 @@ def make(name, dtype=tf.float32, seed=0):
     keras.utils.set_random_seed(seed)  # conditioner initialisers too: every run builds the same bijector
     bijector, event_shape = REGISTRY[name](dtype)
     return randomize(bijector, seed), event_shape
+
+
+def bijector_types(bijector):
+    """Every bijector class inside `bijector` (through chains, `Invert` and `Split.inner`)."""
+    seen, stack = set(), [bijector]
+    while stack:
+        b = stack.pop()
+        seen.add(type(b))
+        stack.extend(getattr(b, "bijectors", []) or [])
+        for attr in ("bijector", "inner"):
+            if isinstance(getattr(b, attr, None), tfb.Bijector):
+                stack.append(getattr(b, attr))
+    return seen

@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_glow as tg
+from registry import bijector_types
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -86,22 +87,10 @@ class FlowModel(keras.Model):
         return {"nll": self.nll_tracker.result()}
 
 
-def _bijector_types(bijector):
-    seen, stack = set(), [bijector]
-    while stack:
-        b = stack.pop()
-        seen.add(type(b))
-        stack.extend(getattr(b, "bijectors", []) or [])
-        for attr in ("bijector", "inner"):
-            if isinstance(getattr(b, attr, None), tfb.Bijector):
-                stack.append(getattr(b, attr))
-    return seen
-
-
 def test_the_flow_uses_every_bijector_type():
     import inspect
     ours = {c for _, c in inspect.getmembers(tg.bijectors, inspect.isclass) if issubclass(c, tfb.Bijector)}
-    assert ours <= _bijector_types(make_dist().bijector)
+    assert ours <= bijector_types(make_dist().bijector)
 
 
 def test_keras_fit_trains_the_same_variables_tfp_sees():
