@@ -215,19 +215,13 @@ class FlowModel(keras.Model):
             raise ValueError(
                 f"Data of shape {[None, *got]} does not fit this model, which expects "
                 f"{[None, *self.event_shape]} ({self.config_.flow} on event shape {list(self.event_shape)}).")
-        values = x.numpy()
+        # the data module's checks (numeric, finite, whole 8-bit levels), on a flat view so any
+        # event rank fits them
+        flat = x.numpy().reshape(len(x), -1)
         if self.is_image:
-            if not (x.dtype.is_integer or x.dtype.is_floating):
-                raise ValueError(f"Images must be numeric; received dtype {x.dtype.name}.")
-            if x.dtype.is_floating and not np.all(np.isfinite(values)):
-                raise ValueError("Images contain NaN or infinite values.")
-            lo, hi = values.min(), values.max()
-            if lo < 0 or hi > 255 or (x.dtype.is_floating and np.any(values != np.round(values))):
-                raise ValueError(
-                    f"Image pixels must be integer levels in [0, 255] (8-bit, reduced to {self.n_bits} bits "
-                    f"by the model); received values in [{lo}, {hi}].")
-        elif not np.all(np.isfinite(values)):
-            raise ValueError("Vectors contain NaN or infinite values.")
+            data_lib.validate_images(flat[:, :, None, None])
+        else:
+            data_lib.validate_vectors(flat)
         return x
 
     def _first_batch(self, x):
