@@ -21,7 +21,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from tfp_glow import callbacks, data, plots  # noqa: E402
 from tfp_glow.models import FlowConfig, count_parameters  # noqa: E402
@@ -94,13 +93,10 @@ def main():
                          callbacks.SampleGrid(args.out, temperature=0.7)])
     seconds = time.time() - t0
     result = model.evaluate(test, verbose=0, return_dict=True)
-    paths = []
-    for temperature in (0.7, 1.0):
-        x = model.sample(64, temperature, seed=args.seed).numpy()
-        if not np.all(np.isfinite(x)):
-            raise SystemExit(f"non-finite samples at temperature {temperature}")
-        paths.append(plots.save_image_grid(os.path.join(args.out, f"samples_t{temperature:g}.png"),
-                                           data.to_uint8(x, args.n_bits)))
+    try:
+        paths = plots.save_sample_grids(model, args.out, (0.7, 1.0), seed=args.seed)
+    except FloatingPointError as e:
+        raise SystemExit(str(e)) from e
     print(f"\ntest bits/dim: {result['bits_per_dim']:.4f}  ({args.test_examples} test images, "
           f"{args.epochs} x {args.steps_per_epoch} steps in {seconds:.0f} s)")
     for path in paths:

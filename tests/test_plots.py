@@ -108,3 +108,16 @@ def test_plot_curves_from_csv_last_row_per_epoch_wins(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 5_000 and png.endswith("curves.png")
     with pytest.raises(ValueError, match="no 'nll'"):
         plots.plot_curves(str(csv_path), str(tmp_path / "c2.png"), metric="nll")
+
+
+def test_save_sample_grids_writes_one_png_per_temperature(tmp_path):
+    from tfp_glow import data as data_lib
+    from tfp_glow.models import FlowConfig
+    from tfp_glow.training import FlowModel
+
+    model = FlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=1, steps=1, hidden_channels=8)), n_bits=5)
+    model.initialize(data_lib.load_digits("train")[:64])
+    paths = plots.save_sample_grids(model, str(tmp_path), (0.5, 1.0), n=4, seed=1)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["samples_t0.5.png", "samples_t1.png"]
+    for p in paths:
+        assert Image.open(p).size[0] > 0

@@ -18,7 +18,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["image_grid", "upscale", "save_image_grid", "plot_density_2d", "plot_samples_2d",
+__all__ = ["image_grid", "upscale", "save_image_grid", "save_sample_grids", "plot_density_2d", "plot_samples_2d",
            "plot_curves", "read_metrics_csv"]
 
 
@@ -184,6 +184,33 @@ def _check_2d(model, data):
     if data.ndim != 2 or data.shape[1] != 2 or len(data) == 0:
         raise ValueError(f"data must be a non-empty array [N, 2]; received shape {data.shape}.")
     return data
+
+
+def save_sample_grids(model, directory, temperatures=(0.7, 1.0), n=64, seed=0):
+    """Samples an image `FlowModel` at each temperature and writes `samples_t{T}.png` grids.
+
+    Args:
+      model: a trained image `FlowModel`.
+      directory: output folder.
+      temperatures: base standard deviations to sample at.
+      n: samples per grid.
+      seed: sampling seed.
+
+    Returns:
+      The written paths, one per temperature.
+
+    Raises:
+      FloatingPointError: a sample is NaN or infinite (nothing is hidden by the uint8 cast).
+    """
+    paths = []
+    for temperature in temperatures:
+        x = model.sample(n, temperature, seed=seed)
+        if not np.all(np.isfinite(x.numpy())):
+            raise FloatingPointError(f"non-finite samples at temperature {temperature}")
+        from tfp_glow import data  # lazy: plots stays importable without TensorFlow set up
+        paths.append(save_image_grid(os.path.join(directory, f"samples_t{temperature:g}.png"),
+                                     data.to_uint8(x, model.n_bits)))
+    return paths
 
 
 def plot_density_2d(model, data, path, n_samples=2000, temperature=1.0, seed=0, grid_size=200,
