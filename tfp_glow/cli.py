@@ -34,6 +34,11 @@ DATA_HELP = """\
 data (--data):
   digits           scikit-learn's 8x8 handwritten digits, offline (default). Fixed splits:
                    1293 train / 144 validation / 360 test images (tfp_glow.data.load_digits).
+  digits28         the same digits bilinearly upsampled to 28x28 (MNIST-sized), offline,
+                   with the same splits.
+  photos32         random 32x32 RGB crops (at scales 32, 48, 64) of the two photographs
+                   that ship with scikit-learn (CIFAR-sized), offline: 6000 train / 500
+                   validation / 1000 test, cropped from disjoint bands of each photograph.
   moons, circles, checkerboard, rings, 8gaussians
                    generated 2-D toy sets (2000 points per split; train, validation and test
                    are drawn with seeds 0, 1, 2). Vector data: the default flow is realnvp,
@@ -305,7 +310,7 @@ def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEF
     """
     from tfp_glow import data as data_lib
 
-    if name == "digits" or name in TOY_NAMES:
+    if name in data_lib.OFFLINE_IMAGE_NAMES or name in TOY_NAMES:
         return data_lib.get_source(name, split)
     if _is_tfds(name):
         keep = int(round(100 * (1 - val_fraction)))

@@ -33,6 +33,9 @@ __all__ = [
     "DIGITS_SPLITS",
     "TOY_NAMES",
     "load_digits",
+    "load_digits28",
+    "load_photos32",
+    "OFFLINE_IMAGE_NAMES",
     "toy_2d",
     "load_npz",
     "load_image_folder",
@@ -57,6 +60,16 @@ DIGITS_SPLITS = ("train", "validation", "test", "train+validation")
 _DIGITS_N = 1797
 _DIGITS_N_TEST = 360
 _DIGITS_N_VALIDATION = 144
+
+#: Offline image sources that ship with a dependency (no download).
+OFFLINE_IMAGE_NAMES = ("digits", "digits28", "photos32")
+
+# photos32: examples per split, and the horizontal band of each photograph a split crops from,
+# so that no test crop overlaps a training crop.
+_PHOTOS_N = {"train": 6000, "validation": 500, "test": 1000}
+_PHOTOS_BANDS = {"train": (0.0, 0.7), "validation": (0.7, 0.8), "test": (0.8, 1.0)}
+_PHOTOS_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
+_PHOTOS_CROP_SIZES = (32, 48, 64)
 
 #: Names accepted by :func:`toy_2d`.
 TOY_NAMES = ("moons", "circles", "checkerboard", "rings", "8gaussians")
@@ -284,6 +297,71 @@ def load_digits(split: str = "train") -> np.ndarray:
     }[split]
     x = np.floor(images[index] * (255.0 / 16.0) + 0.5)  # round half up (only 127.5 occurs)
     return x.astype(np.uint8)[..., None]
+
+
+def load_digits28(split: str = "train") -> np.ndarray:
+    """scikit-learn's digits bilinearly upsampled to 28x28: ``uint8 [N, 28, 28, 1]``.
+
+    ``x28 = round(resize_bilinear(x8, [28, 28]))`` (``tf.image.resize``, half-pixel centres)
+    of :func:`load_digits`' images, with the same fixed splits. MNIST-sized, offline: it
+    exercises two- and three-level models and their near-constant backgrounds without a
+    download.
+
+    Args:
+      split: one of ``DIGITS_SPLITS``.
+
+    Returns:
+      ``np.ndarray`` uint8 of shape ``[N, 28, 28, 1]``.
+    """
+    x8 = load_digits(split).astype(np.float32)
+    x28 = tf.image.resize(x8, [28, 28], method="bilinear").numpy()
+    return np.clip(np.floor(x28 + 0.5), 0, 255).astype(np.uint8)
+
+
+def load_photos32(split: str = "train", n: Optional[int] = None) -> np.ndarray:
+    """Random 32x32 RGB crops of scikit-learn's two sample photographs: ``uint8 [N, 32, 32, 3]``.
+
+    Each crop takes a square of side ``s`` in ``{32, 48, 64}`` at a random position and
+    resizes it to 32x32 (area averaging), from ``china.jpg`` or ``flower.jpg`` (427x640, they
+    ship with scikit-learn). The splits crop from disjoint vertical bands of each photograph
+    (train: the left 70% of the width, validation: the next 10%, test: the last 20%), with
+    seeds 0, 1, 2, so no test pixel was seen in training. A CIFAR-sized colour set, offline.
+
+    Args:
+      split: ``"train"`` (6000), ``"validation"`` (500), ``"test"`` (1000) or
+        ``"train+validation"``.
+      n: number of crops instead of the split's default.
+
+    Returns:
+      ``np.ndarray`` uint8 of shape ``[N, 32, 32, 3]``.
+    """
+    _check_split(split, DIGITS_SPLITS)
+    if split == "train+validation":
+        return np.concatenate([load_photos32("train", n), load_photos32("validation")], axis=0)
+    if n is not None and (not _is_int(n) or n <= 0):
+        raise ValueError(f"n must be a positive int; got {n!r}")
+    from sklearn import datasets as sk_datasets  # imported lazily (slow import)
+
+    photos = sk_datasets.load_sample_images().images  # two uint8 [427, 640, 3]
+    n = int(n or _PHOTOS_N[split])
+    rng = np.random.default_rng(_PHOTOS_SPLIT_SEEDS[split])
+    lo, hi = _PHOTOS_BANDS[split]
+    crops = np.empty((n, 32, 32, 3), np.uint8)
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w, _ = img.shape
+        x0, x1 = int(lo * w), int(hi * w)
+        s = int(rng.choice([c for c in _PHOTOS_CROP_SIZES if c <= x1 - x0]))
+        top = int(rng.integers(0, h - s + 1))
+        left = int(rng.integers(x0, x1 - s + 1))
+        patch = img[top:top + s, left:left + s].astype(np.float32)
+        f = s // 32 if s % 32 == 0 else None
+        if f:  # integer factor: exact block average
+            patch = patch.reshape(32, f, 32, f, 3).mean(axis=(1, 3))
+        else:
+            patch = tf.image.resize(patch, [32, 32], method="area").numpy()
+        crops[i] = np.clip(np.floor(patch + 0.5), 0, 255).astype(np.uint8)
+    return crops
 
 
 def toy_2d(name: str, n: int = 2000, seed: int = 0) -> np.ndarray:
@@ -590,7 +668,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
 
     ``name`` is resolved in this order:
 
-    1. ``"digits"``: :func:`load_digits` (splits ``DIGITS_SPLITS``);
+    1. ``"digits"``, ``"digits28"``, ``"photos32"``: :func:`load_digits`,
+       :func:`load_digits28`, :func:`load_photos32` (splits ``DIGITS_SPLITS``);
     2. a toy name (``TOY_NAMES``): :func:`toy_2d` with the default ``n`` and
        seed 0 / 1 / 2 for ``"train"`` / ``"validation"`` / ``"test"``
        (``"train+validation"`` concatenates the first two);
@@ -627,8 +706,9 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
         raise ValueError(f"data source name must be a string or path; got {name!r}")
     name = os.fspath(name)
 
-    if name == "digits":
-        x = load_digits(split)
+    if name in OFFLINE_IMAGE_NAMES:
+        loader = {"digits": load_digits, "digits28": load_digits28, "photos32": load_photos32}[name]
+        x = loader(split)
         return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
 
     if name in TOY_NAMES:
@@ -674,7 +754,7 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
         return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
 
     raise ValueError(
-        f"unknown data source {name!r}; expected 'digits', a toy set {list(TOY_NAMES)}, "
+        f"unknown data source {name!r}; expected one of {list(OFFLINE_IMAGE_NAMES)}, a toy set {list(TOY_NAMES)}, "
         f"a path to a .npz file, an existing image directory, one of "
         f"{list(_TFDS_SHORTCUTS)}, or 'tfds:NAME' for any TensorFlow Datasets name"
     )
