@@ -122,15 +122,18 @@ def test_affine_coupling_half_tanh_matches_real_nvp(d, bound):
 
 
 def test_affine_coupling_sigmoid_parity1_matches_real_nvp_reverse_mask():
-    """Glow's `s = sigmoid(h + 2)` and the swapped mask, against RealNVP with `num_masked < 0`."""
-    d = 6
+    """Glow's bounded sigmoid scale and the swapped mask, against RealNVP with `num_masked < 0`.
+
+    Sampling multiplies by `s = 1 / sigma`, `sigma = s_min + (1 - s_min) sigmoid(h + 2)`.
+    """
+    d, s_min = 6, 0.05
     net = _random_dense(d - d // 2, 2 * (d // 2), seed=7)
-    ours = tg.AffineCoupling((d,), mask="half", parity=1, conditioner=net, scale_fn="sigmoid")
+    ours = tg.AffineCoupling((d,), mask="half", parity=1, conditioner=net, scale_fn="sigmoid", scale_min=s_min)
     n_b = d // 2
 
     def shift_and_log_scale(x0, output_units):
         h = net(x0)
-        return h[..., :n_b], tf.math.log_sigmoid(h[..., n_b:] + 2.0)
+        return h[..., :n_b], -tf.math.log(s_min + (1 - s_min) * tf.math.sigmoid(h[..., n_b:] + 2.0))
 
     # parity 1: the last D - D//2 entries condition, the first D//2 are transformed
     ref = tfb.RealNVP(num_masked=-(d - d // 2), shift_and_log_scale_fn=shift_and_log_scale)
@@ -142,6 +145,63 @@ def test_affine_coupling_sigmoid_parity1_matches_real_nvp_reverse_mask():
     # the first D//2 entries move, the rest do not
     moved = np.abs(ours.forward(z).numpy() - z.numpy()) > 1e-6
     assert moved[:, :n_b].all() and not moved[:, n_b:].any()
+
+
+def _openai_glow_coupling_density_pass(x, h_fn, c_b):
+    """openai/glow's `affine_coupling` on the data -> latent pass, in numpy (channel split).
+
+    `z1, z2 = x[..., :C/2], x[..., C/2:]`; `h = NN(z1)`; `shift, scale = h[..., :C_b],
+    sigmoid(h[..., C_b:] + 2)`; `z2 = (z2 - shift) * scale` (openai/glow adds the shift, which
+    only flips the sign of a learned quantity); `logdet = sum log scale`.
+    """
+    c_a = x.shape[-1] - c_b
+    z1, z2 = x[..., :c_a], x[..., c_a:]
+    h = h_fn(z1)
+    shift, raw = h[..., :c_b], h[..., c_b:]
+    scale = 1.0 / (1.0 + np.exp(-(raw + 2.0)))
+    return np.concatenate([z1, (z2 - shift) * scale], axis=-1), np.log(scale).sum(axis=(1, 2, 3))
+
+
+def test_glow_coupling_contracts_on_the_density_pass_like_openai_glow():
+    """Pins the direction: `inverse` (data -> latent) multiplies by sigmoid(h + 2) < 1, as in
+    openai/glow and normflows, and `forward` (sampling) divides by it."""
+    c = 4
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(3, 3, c // 2, 2 * (c // 2))).astype(np.float32) * 2.0
+    b1 = rng.normal(size=(2 * (c // 2),)).astype(np.float32)
+    net = keras.layers.Conv2D(2 * (c // 2), 3, padding="same")
+    net.build((None, 5, 5, c // 2))
+    net.set_weights([w1, b1])
+    ours = tg.AffineCoupling((5, 5, c), mask="channel", conditioner=net, scale_min=0.0)
+
+    def h_fn(z1):  # the same convolution, in numpy
+        p = np.pad(z1, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        out = np.zeros(z1.shape[:3] + (w1.shape[-1],), np.float64)
+        for i in range(3):
+            for j in range(3):
+                out += np.einsum("nhwc,cd->nhwd", p[:, i:i + 5, j:j + 5], w1[i, j])
+        return out + b1
+
+    x = _normal((3, 5, 5, c), seed=11, scale=1.5).astype(np.float32)
+    z_ref, ildj_ref = _openai_glow_coupling_density_pass(x.astype(np.float64), h_fn, c // 2)
+    np.testing.assert_allclose(ours.inverse(x), z_ref, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(ours.inverse_log_det_jacobian(x, event_ndims=3), ildj_ref, atol=1e-3, rtol=1e-4)
+    assert np.all(ildj_ref < 0)  # the density pass only contracts
+    np.testing.assert_allclose(ours.forward(z_ref.astype(np.float32)), x, atol=1e-4, rtol=1e-4)
+
+
+def test_glow_coupling_sampling_gain_is_bounded_by_one_over_scale_min():
+    """Whatever the network outputs, sampling multiplies `z_b` by at most `1 / s_min`."""
+    d, s_min = 4, 0.05
+    huge = keras.layers.Dense(4, kernel_initializer=keras.initializers.Constant(-1e4))
+    huge.build((None, 2))
+    ours = tg.AffineCoupling((d,), mask="half", conditioner=huge, scale_min=s_min)
+    z = tf.constant([[1.0, 1.0, 1.0, 1.0], [3.0, -2.0, 1.0, 1.0]])  # h = -1e4 * sum(z_a) << 0
+    x = ours.forward(z).numpy()
+    assert np.all(np.isfinite(x))
+    fldj = ours.forward_log_det_jacobian(z, event_ndims=1).numpy()
+    np.testing.assert_allclose(fldj, 2 * np.log(1 / s_min), rtol=1e-5)
+    np.testing.assert_allclose(ours.inverse(x), z, atol=1e-3)
 
 
 @pytest.mark.parametrize("d", [5, 6])

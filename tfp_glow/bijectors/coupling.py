@@ -15,15 +15,24 @@ tfb = tfp.bijectors
 SCALE_FUNCTIONS = ("sigmoid", "tanh")
 
 
-def log_scale_from_raw(h, scale_fn, scale_bound):
-    """Bounded log-scale from a raw network output `h`.
+#: Default lower bound of Glow's density-pass scale `sigma` (so the sampling gain is at most 20).
+DEFAULT_SCALE_MIN = 0.05
 
-    `sigmoid` (Glow): `log s = log sigmoid(h + 2)`, so `s` lies in (0, 1).
-    `tanh` (RealNVP): `log s = b * tanh(h / b)`, so `s` lies in (e^-b, e^b) and is 1 at `h = 0`.
+
+def log_scale_from_raw(h, scale_fn, scale_bound, scale_min=DEFAULT_SCALE_MIN):
+    """Bounded sampling-direction log-scale `log s` from a raw network output `h`.
+
+    `sigmoid` (Glow): `s = 1 / sigma` with `sigma = s_min + (1 - s_min) * sigmoid(h + 2)`, so
+    the density pass (data -> latent) multiplies by `sigma` in `(s_min, 1)` and can only
+    contract, as in openai/glow (`z2 *= sigmoid(h + 2)`) and normflows; sampling divides by
+    `sigma` and its gain is at most `1 / s_min`. `log s = -log sigma` lies in `(0, -log s_min)`.
+    `tanh` (RealNVP): `log s = b * tanh(h / b)`, so `s` lies in `(e^-b, e^b)` and is 1 at `h = 0`.
     Neither overflows for any finite `h`.
     """
     if scale_fn == "sigmoid":
-        return tf.math.log_sigmoid(h + 2.0)
+        if scale_min == 0.0:
+            return -tf.math.log_sigmoid(h + 2.0)
+        return -tf.math.log(scale_min + (1.0 - scale_min) * tf.math.sigmoid(h + 2.0))
     return scale_bound * tf.math.tanh(h / scale_bound)
 
 
@@ -134,6 +143,10 @@ class AffineCoupling(_Coupling):
 
     One conditioner call gives `2 * C_b` channels: the first half is the shift `t`, the second
     the raw scale `h`, turned into a bounded `s > 0` by `scale_fn` (see `log_scale_from_raw`).
+    With `sigmoid` (Glow) the density pass is openai/glow's: `z_b = (x_b - t) * sigma`,
+    `sigma = s_min + (1 - s_min) sigmoid(h + 2)` in `(s_min, 1)`, so a coupling can only
+    contract data on its way to the latent (it cannot buy likelihood by expanding without
+    bound), and sampling's `x_b = z_b / sigma + t` has a gain of at most `1 / s_min`.
 
     Args:
       event_shape: `[H, W, C]` for images or `[D]` for vectors (Python ints).
@@ -143,9 +156,11 @@ class AffineCoupling(_Coupling):
         `[N, *transformed_shape[:-1], 2 * transformed_shape[-1]]`. Defaults to a zero-initialised
         `networks.conv_net` (images) or `networks.mlp_net` (vectors).
       hidden: hidden width (int) for the default conv net, or a tuple of units for the MLP.
-      scale_fn: `sigmoid` (Glow, `s = sigmoid(h + 2)`) or `tanh` (RealNVP-style
-        `s = exp(b * tanh(h / b))`, the identity at initialisation).
+      scale_fn: `sigmoid` (Glow, `1 / s = s_min + (1 - s_min) sigmoid(h + 2)`) or `tanh`
+        (RealNVP-style `s = exp(b * tanh(h / b))`, the identity at initialisation).
       scale_bound: `b` for `tanh`.
+      scale_min: `s_min` in `[0, 1)` for `sigmoid`: the smallest density-pass scale, which
+        bounds the sampling gain by `1 / s_min` (0 gives openai/glow's unbounded sampling).
       validate_args: TFP flag.
       dtype: float dtype of the flow.
       name: name scope.
@@ -158,18 +173,23 @@ class AffineCoupling(_Coupling):
     _n_params = 2
 
     def __init__(self, event_shape, mask="checkerboard", parity=0, conditioner=None, hidden=None,
-                 scale_fn="sigmoid", scale_bound=2.0, validate_args=False, dtype=tf.float32,
-                 name="affine_coupling"):
+                 scale_fn="sigmoid", scale_bound=2.0, scale_min=DEFAULT_SCALE_MIN, validate_args=False,
+                 dtype=tf.float32, name="affine_coupling"):
         parameters = dict(locals())
         if scale_fn not in SCALE_FUNCTIONS:
             raise ValueError(f"scale_fn must be one of {SCALE_FUNCTIONS}; received {scale_fn!r}.")
-        self._scale_fn, self._scale_bound = scale_fn, float(scale_bound)
+        if not (isinstance(scale_min, (int, float)) and 0.0 <= scale_min < 1.0):
+            raise ValueError(f"scale_min must be a float in [0, 1); received {scale_min!r}.")
+        if not (isinstance(scale_bound, (int, float)) and scale_bound > 0):
+            raise ValueError(f"scale_bound must be a positive float; received {scale_bound!r}.")
+        self._scale_fn, self._scale_bound, self._scale_min = scale_fn, float(scale_bound), float(scale_min)
         super().__init__(event_shape, mask, parity, conditioner, hidden, validate_args, dtype, name,
                          parameters)
 
     def _transform(self, v, h, inverse):
         shift, raw = tf.split(h, 2, axis=-1)
-        log_s = self._mask.select_transformed(log_scale_from_raw(raw, self._scale_fn, self._scale_bound))
+        log_s = self._mask.select_transformed(
+            log_scale_from_raw(raw, self._scale_fn, self._scale_bound, self._scale_min))
         shift = self._mask.select_transformed(shift)
         out = (v - shift) * tf.exp(-log_s) if inverse else v * tf.exp(log_s) + shift
         return out, self._reduce(log_s)
