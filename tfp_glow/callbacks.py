@@ -96,26 +96,56 @@ def _checkpoint_epoch(path):
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first NaN/inf training loss by raising `NonFiniteLossError`.
+    """Stops training when it cannot go on: raises `NonFiniteLossError`.
 
-    It checks `logs["loss"]` after every batch. Raising there aborts `fit` before
-    `on_epoch_end`, so checkpoint callbacks never save the non-finite weights, and the latest
-    checkpoint in `checkpoint_dir` stays the last good one; the message names it.
+    It checks the logs after every batch and stops
+    - at a non-finite logged loss (a model compiled with `skip_nonfinite=False`, or a custom
+      train step), or
+    - after `max_nonfinite_steps` steps in a row that `FlowModel`'s train step skipped as
+      non-finite (its running `nonfinite_steps` log); isolated skipped steps only count.
+    Raising there aborts `fit` before `on_epoch_end`, so checkpoint callbacks never save
+    anything after it, and the latest checkpoint in `checkpoint_dir` stays the last good one;
+    the message names it.
 
     Args:
       checkpoint_dir: the `FlowCheckpoint` directory (or `None`), for the message.
+      max_nonfinite_steps: the limit of skipped steps in a row; `None` takes the model's
+        (`FlowModel.compile(max_nonfinite_steps=...)`).
     """
 
-    def __init__(self, checkpoint_dir=None):
+    def __init__(self, checkpoint_dir=None, max_nonfinite_steps=None):
         super().__init__()
         self.checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self.max_nonfinite_steps = max_nonfinite_steps
         self._epoch = 0
+        self._seen = None  # the last `nonfinite_steps` total
+        self._in_a_row = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def _limit(self):
+        if self.max_nonfinite_steps is not None:
+            return self.max_nonfinite_steps
+        return getattr(self.model, "max_nonfinite_steps", None)
+
     def on_train_batch_end(self, batch, logs=None):
-        if not logs or "loss" not in logs:
+        if not logs:
+            return
+        if "nonfinite_steps" in logs:
+            total = float(np.asarray(logs["nonfinite_steps"]))
+            new = total - (self._seen or 0.0)
+            self._seen = total
+            self._in_a_row = self._in_a_row + int(round(new)) if new > 0.5 else 0
+            limit = self._limit()
+            if limit is not None and self._in_a_row >= limit:
+                raise NonFiniteLossError(
+                    f"Training stopped: {self._in_a_row} steps in a row had a non-finite loss or "
+                    f"gradient (epoch {self._epoch + 1}, step {batch + 1}); each was skipped, so the "
+                    f"weights are still finite, but training cannot make progress. A lower learning "
+                    f"rate, a longer warmup or a smaller clip norm usually helps. "
+                    + _latest_checkpoint_note(self.checkpoint_dir))
+        if "loss" not in logs:
             return
         loss = float(np.asarray(logs["loss"]))
         if math.isfinite(loss):
