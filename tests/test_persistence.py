@@ -179,3 +179,34 @@ def test_unknown_formats_and_missing_files_are_left_to_keras(glow, tmp_path):
     assert persistence.check_weights_compatible(glow, str(tmp_path / "ckpt")) is None
     with pytest.raises((FileNotFoundError, OSError, ValueError)):
         glow.load_weights(str(tmp_path / "missing.weights.h5"))
+
+
+def test_weights_from_before_the_coupling_direction_fix_load_with_a_warning(tmp_path):
+    import json
+    import warnings
+
+    from tfp_glow.models import OldWeightsWarning
+
+    cfg = FlowConfig("glow", (8, 8, 1), dict(levels=1, steps=1, hidden_channels=4))
+    model = FlowModel(cfg, n_bits=5)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OldWeightsWarning)
+        FlowModel(cfg, n_bits=5).load_weights(path)  # today's files: no warning
+    with h5py.File(path, "a") as f:  # as tfp_glow wrote it before format 2
+        info = json.loads(f.attrs[persistence.CONFIG_ATTR])
+        assert info.pop("format_version") == 2
+        f.attrs[persistence.CONFIG_ATTR] = json.dumps(info)
+    with pytest.warns(OldWeightsWarning, match="divided by its scale.*different model.*Retrain"):
+        FlowModel(cfg, n_bits=5).load_weights(path)
+    # an additive Glow did not change: no warning
+    add = FlowConfig("glow", (8, 8, 1), dict(levels=1, steps=1, hidden_channels=4, coupling="additive"))
+    FlowModel(add, n_bits=5).save_weights(path)
+    with h5py.File(path, "a") as f:
+        info = json.loads(f.attrs[persistence.CONFIG_ATTR])
+        info.pop("format_version")
+        f.attrs[persistence.CONFIG_ATTR] = json.dumps(info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OldWeightsWarning)
+        FlowModel(add, n_bits=5).load_weights(path)

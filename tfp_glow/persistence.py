@@ -14,9 +14,12 @@ serializable, its `get_config` rebuilds the same flow, and the archive holds eve
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 
 import h5py
+
+from tfp_glow.models import WEIGHTS_FORMAT_VERSION, OldWeightsWarning, old_weights_message
 
 __all__ = ["check_weights_compatible", "compile_from_config", "weights_structure",
            "model_weights_structure", "annotate_weights_file", "CONFIG_ATTR"]
@@ -112,6 +115,23 @@ def _describe_model(model):
     args = ", ".join(f"{k}={v!r}" for k, v in sorted(cfg.kwargs.items()))
     bits = f"n_bits={model.n_bits}" if getattr(model, "n_bits", None) is not None else "vectors"
     return f"{cfg.flow} on event shape {list(cfg.event_shape)}" + (f" with {args}" if args else "") + f", {bits}"
+
+
+def _warn_if_old(model, attrs, path):
+    """Warn when the file predates what its weights mean now (models.WEIGHTS_FORMAT_VERSION)."""
+    cfg = getattr(model, "config_", None)
+    if cfg is None:
+        return
+    raw = attrs.get(CONFIG_ATTR)
+    version = None
+    if raw is not None:
+        try:
+            version = json.loads(raw.decode() if isinstance(raw, bytes) else raw).get("format_version")
+        except (ValueError, AttributeError):
+            version = None
+    note = old_weights_message(cfg.to_dict(), version, f"Weights file {path!r}")
+    if note:
+        warnings.warn(note, OldWeightsWarning, stacklevel=3)
 
 
 def _describe_saved(attrs):
@@ -211,6 +231,7 @@ def check_weights_compatible(model, filepath):
     try:
         saved = weights_structure(f)
         saved_config = _describe_saved(f.attrs)
+        _warn_if_old(model, f.attrs, path)
     finally:
         close()
     expected = model_weights_structure(model)
@@ -239,7 +260,8 @@ def annotate_weights_file(model, filepath):
     cfg = getattr(model, "config_", None)
     if cfg is None:
         return
-    info = {"config": cfg.to_dict(), "n_bits": getattr(model, "n_bits", None)}
+    info = {"config": cfg.to_dict(), "n_bits": getattr(model, "n_bits", None),
+            "format_version": WEIGHTS_FORMAT_VERSION}
     with h5py.File(path, "a") as f:
         f.attrs[CONFIG_ATTR] = json.dumps(info, sort_keys=True)
 

@@ -21,8 +21,11 @@ through it.
 import json
 import os
 import time
+import warnings
 
 import tensorflow as tf
+
+from tfp_glow.models import OldWeightsWarning, old_weights_message
 
 __all__ = ["RunError", "CONFIG", "CHECKPOINTS", "WEIGHTS", "METRICS", "LOGS", "SAMPLES_FINAL",
            "CURVES", "DENSITY", "RUN_ARTIFACTS", "EVAL_BATCH_SIZE", "run_paths", "save_run_config",
@@ -40,7 +43,7 @@ DENSITY = "density.png"
 RUN_ARTIFACTS = (CONFIG, CHECKPOINTS, WEIGHTS, METRICS, LOGS, SAMPLES_FINAL, CURVES, DENSITY)
 #: Evaluation batch size of train's final evaluation and of `evaluate` (stored in config.json).
 EVAL_BATCH_SIZE = 256
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Glow's coupling direction (models.WEIGHTS_FORMAT_VERSION)
 
 
 class RunError(ValueError):
@@ -163,6 +166,9 @@ def load_run(run_dir, strategy=None, return_config=False):
     """
     run_dir = os.fspath(run_dir)
     config = load_run_config(run_dir)
+    note = old_weights_message(config["flow_config"], config.get("format_version"), f"The run in {run_dir!r}")
+    if note:
+        warnings.warn(note, OldWeightsWarning, stacklevel=2)
     model = build_model(config, strategy)
     paths = run_paths(run_dir)
     latest = tf.train.latest_checkpoint(paths["checkpoints"]) if os.path.isdir(paths["checkpoints"]) else None
