@@ -254,3 +254,26 @@ def test_load_split_image_folder(tmp_path):
     x, info = cli.load_split(str(folder), "train")
     assert x.shape == (16, 4, 4, 3) and info.kind == "image"
     assert cli.load_split(str(folder), "test")[0].shape == (2, 4, 4, 3)
+
+
+def test_stability_options_are_recorded_and_validated(digits_run, tmp_path):
+    import json
+
+    run_dir, out = digits_run
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["warmup_steps"] == 50 and config["clip_norm"] == 50.0  # the digits recipe
+    assert "warmup 50 steps" in out and "clip norm 50" in out
+    for opt, bad in (("--warmup-steps", "-1"), ("--clip-norm", "-2"), ("--clip-norm", "nan")):
+        rc, o, err = _run(["train", opt, bad, "--run-dir", str(tmp_path / "r")])
+        assert rc == 2 and opt in err and "Traceback" not in err, err
+
+
+def test_offline_28x28_and_rgb_sources_train(tmp_path):
+    for name, shape in (("digits28", "28x28x1"), ("photos32", "32x32x3")):
+        rc, out, err = _run(["train", "--data", name, "--levels", "2", "--steps", "1", "--hidden", "8",
+                             "--epochs", "1", "--steps-per-epoch", "2", "--no-xla",
+                             "--run-dir", str(tmp_path / name)])
+        assert rc == 0, out + err
+        assert f"on {name} ({shape}, 8 bits)" in out
+        assert _figure(out) > 0

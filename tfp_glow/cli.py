@@ -56,13 +56,17 @@ data (--data):
 """
 
 DEFAULTS_HELP = """\
-defaults per data kind (any option given explicitly wins):
-  digits (8x8):    glow, levels 2, steps 8, hidden 128, 30 epochs, batch 64, lr 2e-3,
-                   --n-bits 5 (about 1.5-2 min on 2 CPU cores)
+defaults per data kind (any option given explicitly wins; tfp_glow.recipes holds them):
+  digits (8x8):    glow, levels 2, steps 8, hidden 128, 30 epochs, batch 64, lr 2e-3 with a
+                   50-step warmup, --n-bits 5 (about 1.5-2 min on 2 CPU cores)
   other images:    glow, levels = largest of 3, 2, 1 dividing H and W by 2**levels, steps 8,
-                   hidden 256, 10 epochs, batch 64, lr 1e-3, --n-bits 8
+                   hidden 256, 10 epochs, batch 64, lr 1e-3 with a 200-step warmup, --n-bits 8
+                   (digits28: levels 2; photos32: levels 3)
   2-D toy data:    realnvp with 8 couplings of 2 x 128 units, 20 epochs of 100 steps, batch 256,
-                   lr 1e-3
+                   lr 1e-3 with a 100-step warmup
+  every flow:      gradients clipped at global norm 50; a step with a non-finite loss or
+                   gradient is skipped (never applied) and counted, and training stops with
+                   exit code 1 after 20 such steps in a row
   nice:            4 couplings of 3 x 256 units (the paper: 5 x 1000); on digits 100 epochs at
                    lr 1e-2 (its scaling layer starts at 1 and must shrink constant pixels)
   realnvp images:  levels 2, 3 couplings per stage, hidden 64
@@ -103,6 +107,31 @@ def _positive_float(text):
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
     return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0; got {text!r}") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0; got {text!r}")
+    return value
+
+
+def _first_given(*values):
+    """The first value that is not `None` (0 counts as given)."""
+    return next((v for v in values if v is not None), None)
 
 
 def _fraction(text):
@@ -170,6 +199,11 @@ def build_parser():
                         "data; 100 for 2-D toy data)")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="Adam learning rate (default: 2e-3 for digits, 1e-3 otherwise)")
+    t.add_argument("--warmup-steps", type=_non_negative_int, default=None,
+                   help="linear learning-rate warmup over this many steps, 0 = off (default: 50 for digits, "
+                        "100 for vectors, 200 otherwise)")
+    t.add_argument("--clip-norm", type=_non_negative_float, default=None,
+                   help="clip gradients to this global norm, 0 = off (default: 50)")
     t.add_argument("--n-bits", type=_n_bits, default=None,
                    help="bit depth images are reduced to (default: 5 for digits, 8 for other images; "
                         "not used for vectors)")
@@ -379,41 +413,34 @@ def _model_kwargs(flow, info, args, data_name):
             return default
         return args.hidden if len(args.hidden) > 1 else (args.hidden[0],) * len(default)
 
-    small = image and max(shape[0] or 0, shape[1] or 0) <= 8
+    from tfp_glow import recipes  # TensorFlow-heavy: imported when a command runs
+
+    base = recipes.recipe_for(info.kind, shape, flow, data_name).flow_kwargs
     if flow == "glow":
-        levels = args.levels
-        if levels is None:
-            if small:
-                levels = 2
-            else:
-                levels = next((lv for lv in (3, 2) if shape[0] and shape[1] and shape[0] % 2 ** lv == 0
-                               and shape[1] % 2 ** lv == 0), 1)
-        return {"levels": levels, "steps": args.steps or 8,
-                "hidden_channels": single_hidden(128 if small else 256),
-                "coupling": args.coupling or "affine", "lu": True if args.lu is None else args.lu}
+        return {"levels": args.levels or base["levels"], "steps": args.steps or base["steps"],
+                "hidden_channels": single_hidden(base["hidden_channels"]),
+                "coupling": args.coupling or base["coupling"], "lu": base["lu"] if args.lu is None else args.lu}
     if flow == "realnvp":
         if image:
-            kw = {"levels": args.levels or 2, "couplings_per_stage": args.steps or 3, "hidden": single_hidden(64)}
+            kw = {"levels": args.levels or base["levels"], "couplings_per_stage": args.steps or base["couplings_per_stage"],
+                  "hidden": single_hidden(base["hidden"])}
             if args.logit_alpha is not None:
                 kw["logit_alpha"] = args.logit_alpha
             if args.learn_prior:
                 kw["learn_prior"] = True
             return kw
-        return {"couplings_per_stage": args.steps or 8, "hidden": list(mlp_hidden((128, 128)))}
-    return {"couplings": args.steps or 4, "hidden": list(mlp_hidden((256, 256, 256)))}
+        return {"couplings_per_stage": args.steps or base["couplings_per_stage"],
+                "hidden": list(mlp_hidden(tuple(base["hidden"])))}
+    return {"couplings": args.steps or base["couplings"], "hidden": list(mlp_hidden(tuple(base["hidden"])))}
 
 
 def _defaults_for(info, data_name, flow):
-    image = info.kind == "image"
-    if not image:
-        return {"epochs": 20, "batch_size": 256, "lr": 1e-3, "steps_per_epoch": 100}
-    if data_name == "digits":
-        if flow == "nice":
-            # NICE's scaling layer starts at scale 1 while the digits' constant border pixels need
-            # log-scales near -4.7: a higher learning rate and more (fast) epochs get it there.
-            return {"epochs": 100, "batch_size": 64, "lr": 1e-2, "steps_per_epoch": None}
-        return {"epochs": 30, "batch_size": 64, "lr": 2e-3, "steps_per_epoch": None}
-    return {"epochs": 10, "batch_size": 64, "lr": 1e-3, "steps_per_epoch": None}
+    from tfp_glow import recipes
+
+    r = recipes.recipe_for(info.kind, tuple(info.shape), flow, data_name)
+    return {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.learning_rate,
+            "steps_per_epoch": r.steps_per_epoch, "warmup_steps": r.warmup_steps, "clip_norm": r.clip_norm,
+            "n_bits": r.n_bits}
 
 
 def _clean_run_dir(run_dir):
@@ -489,7 +516,7 @@ def _train(args):
 
     from tfp_glow import callbacks as cb
     from tfp_glow import data as data_lib
-    from tfp_glow import plots, runs
+    from tfp_glow import plots, recipes, runs, stability
     from tfp_glow.models import FlowConfig, count_parameters
     from tfp_glow.training import FlowModel
 
@@ -523,7 +550,8 @@ def _train(args):
         flow = args.flow or ("glow" if image else "realnvp")
         if not image and args.n_bits is not None:
             raise CLIError(f"--n-bits applies to image data; {data_name!r} is vector data.")
-        n_bits = (args.n_bits or (5 if data_name == "digits" else 8)) if image else None
+        n_bits = (args.n_bits or recipes.recipe_for(info.kind, tuple(info.shape), flow, data_name).n_bits
+                  ) if image else None
         event_shape = tuple(info.shape)
         if any(d is None for d in event_shape):
             raise CLIError(f"{data_name!r} has images of varying size {list(event_shape)}; the flows need "
@@ -546,6 +574,8 @@ def _train(args):
         batch_size = args.batch_size or (stored or {}).get("batch_size") or defaults["batch_size"]
         lr = args.lr or (stored or {}).get("lr") or defaults["lr"]
         steps_per_epoch = args.steps_per_epoch or (stored or {}).get("steps_per_epoch") or defaults["steps_per_epoch"]
+        warmup_steps = _first_given(args.warmup_steps, (stored or {}).get("warmup_steps"), defaults["warmup_steps"])
+        clip_norm = _first_given(args.clip_norm, (stored or {}).get("clip_norm"), defaults["clip_norm"])
         run_dir = args.run_dir or os.path.join("runs", f"{flow}-{_data_slug(data_name)}")
         paths = runs.run_paths(run_dir)
 
@@ -554,7 +584,8 @@ def _train(args):
             keras.mixed_precision.set_global_policy(args.mixed_precision)
         with strategy.scope():
             model = FlowModel(flow_config, n_bits=n_bits)
-            model.compile(keras.optimizers.Adam(lr), jit_compile=False if args.no_xla else "auto")
+            model.compile(keras.optimizers.Adam(lr), warmup_steps=warmup_steps, clip_norm=clip_norm or None,
+                          jit_compile=False if args.no_xla else "auto")
         _check_first_batch(model, train_x, "training")
         _check_first_batch(model, val_x, "validation")
         _check_first_batch(model, test_x, "test")
@@ -574,7 +605,7 @@ def _train(args):
         if args.resume:
             initial_epoch = ckpt.restore(model)
             if args.lr is not None:  # the checkpoint restored the old learning rate; --lr overrides it
-                model.optimizer.learning_rate = lr
+                model.optimizer.learning_rate = (stability.LinearWarmup(lr, warmup_steps) if warmup_steps else lr)
             if initial_epoch == 0:
                 _say(f"note: {paths['checkpoints']} has no checkpoint; training {run_dir} from the start")
         if not model.is_initialized:
@@ -586,6 +617,7 @@ def _train(args):
         if chief:
             runs.save_run_config(run_dir, model, data_name, {
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
+                "warmup_steps": warmup_steps, "clip_norm": clip_norm,
                 "steps_per_epoch": steps_per_epoch,
                 "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
                 "temperature": args.temperature, "strategy": args.strategy,
@@ -605,7 +637,7 @@ def _train(args):
              f"{n_test if n_test is not None else '?'} test")
         _say(f"model: {flow} {', '.join(f'{k}={v}' for k, v in flow_config.kwargs.items())}; "
              f"{count_parameters(model.distribution):,} parameters; epochs {epochs}, batch {batch_size}, "
-             f"lr {lr:g}, xla {'off' if args.no_xla else 'auto'}, strategy {args.strategy} "
+             f"lr {lr:g} (warmup {warmup_steps} steps), clip norm {clip_norm or 'off'}, xla {'off' if args.no_xla else 'auto'}, strategy {args.strategy} "
              f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
         _say(f"run dir: {run_dir}")
         guard = cb.NaNGuard(paths["checkpoints"])
