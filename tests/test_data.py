@@ -586,3 +586,41 @@ def test_to_uint8_handles_nan_inf_and_out_of_range():
     expected = np.array([0, 255, 0, 0, 255, 0, 170, 255], np.uint8)  # levels 0..3 -> *85
     np.testing.assert_array_equal(D.to_uint8(x, 2).numpy(), expected)
     np.testing.assert_array_equal(f(x).numpy(), expected)
+
+
+def test_digits28_is_the_digits_upsampled():
+    from tfp_glow import data as data_lib
+
+    x8 = data_lib.load_digits("test").astype(np.float64)
+    x28 = data_lib.load_digits28("test")
+    assert x28.shape == (360, 28, 28, 1) and x28.dtype == np.uint8
+    # an independent bilinear reference (half-pixel centres, edge clamp) in numpy
+    pos = (np.arange(28) + 0.5) * 8 / 28 - 0.5
+    lo = np.clip(np.floor(pos).astype(int), 0, 7)
+    hi = np.clip(lo + 1, 0, 7)
+    w = np.clip(pos - np.floor(pos), 0, 1)
+    w[pos < 0] = 0.0
+    rows = x8[:, lo] * (1 - w)[None, :, None, None] + x8[:, hi] * w[None, :, None, None]
+    ref = rows[:, :, lo] * (1 - w)[None, None, :, None] + rows[:, :, hi] * w[None, None, :, None]
+    assert np.abs(x28.astype(np.float64) - ref).max() <= 1.0  # rounding only
+    assert len(data_lib.load_digits28("train")) == 1293
+
+
+def test_photos32_crops_disjoint_bands_deterministically():
+    from tfp_glow import data as data_lib
+
+    test = data_lib.load_photos32("test")
+    assert test.shape == (1000, 32, 32, 3) and test.dtype == np.uint8
+    np.testing.assert_array_equal(test, data_lib.load_photos32("test"))  # fixed seeds
+    train = data_lib.load_photos32("train", n=400)
+    assert train.shape == (400, 32, 32, 3)
+    # real photographs: varied patches, colour, not constant
+    assert test.reshape(1000, -1).std(axis=1).mean() > 5 and np.ptp(test) > 200
+    assert np.abs(test[..., 0].astype(int) - test[..., 2]).mean() > 5
+    # no test crop is a training crop
+    train_keys = {t.tobytes() for t in train}
+    assert not any(t.tobytes() in train_keys for t in test)
+    x, info = data_lib.get_source("photos32", "validation")
+    assert info.shape == (32, 32, 3) and len(x) == 500
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        data_lib.load_photos32("train", n=0)
