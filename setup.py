@@ -22,6 +22,6 @@ setup(
         "pillow>=10",
         "tensorboard>=2.21,<2.22",  # Keras' TensorBoard callback (the CLI's logs/)
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8"], "bench": ["torch", "normflows"]},
     entry_points={"console_scripts": ["tfp-glow=tfp_glow.cli:main"]},
 )

@@ -36,6 +36,10 @@ of TFP's so both see the same machine load:
 (choose with `--table-steps`/`--table-sizes`) with and without recomputation, one fresh
 subprocess per cell, and stores every finished cell in a JSON file (`--table-out`), so an
 interrupted table resumes where it stopped.
+
+`--quality` hands the rest of the command line to `tfp_glow.bench_quality`: our Glow against
+PyTorch normflows' Glow, trained for the same wall-clock budget, compared on test bits/dim,
+img/s, non-finite steps and sample finiteness (`tfp-glow bench --quality --help`).
 """
 import argparse
 import inspect
@@ -754,6 +758,7 @@ def build_parser(prog="tfp-glow bench"):
                "  tfp-glow bench                                  # default: L=2 K=4 hidden 400 28x28x1 batch 64\n"
                "  tfp-glow bench --only ours --steps 8 --iters 5\n"
                "  tfp-glow bench --scaling-table --table-steps 4,8 --table-sizes 28,32\n"
+               "  tfp-glow bench --quality --data digits28 --budget 60   # quality per wall clock vs normflows\n"
                "Measured figures depend on the machine and its load: run on an otherwise idle machine.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument_group("architecture (identical for both models)")
@@ -801,13 +806,25 @@ def build_parser(prog="tfp-glow bench"):
                    help="JSON file of finished cells; existing cells are skipped (default bench_scaling.json)")
     t.add_argument("--table-redo", action="store_true", help="re-run cells already in --table-out")
     t.add_argument("--cell-timeout", type=int, default=600, help="seconds per cell / subprocess (default 600)")
+    q = p.add_argument_group("quality per wall clock (tfp_glow.bench_quality)")
+    q.add_argument("--quality", action="store_true",
+                   help="instead: train our Glow and PyTorch normflows' Glow for the same wall-clock budget and "
+                        "compare test bits/dim, img/s and sample finiteness; its own options follow "
+                        "(tfp-glow bench --quality --help)")
     p.add_argument("--_cell", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--_rss-child", choices=("ours", "tfp"), default=None, help=argparse.SUPPRESS)
     return p
 
 
 def main(argv=None):
-    """Entry point of `tfp-glow bench` / `python -m tfp_glow.bench`; returns an exit code."""
+    """Entry point of `tfp-glow bench` / `python -m tfp_glow.bench`; returns an exit code.
+
+    With `--quality`, the rest of the command line goes to `tfp_glow.bench_quality.main`.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--quality" in argv:
+        from tfp_glow import bench_quality  # only when asked: it starts subprocesses, may use torch
+        return bench_quality.main([a for a in argv if a != "--quality"])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

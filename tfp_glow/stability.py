@@ -112,13 +112,30 @@ def agree_across_replicas(finite):
 def apply_if_finite(optimizer, grads, variables, finite):
     """`optimizer.apply(grads, variables)` only where `finite` (a scalar bool), in the graph.
 
-    The optimizer's step counter (and so the warmup) does not advance on a skipped step. The
-    `tf.cond` runs in replica context, which the strategies `FlowModel` supports (default,
-    `MirroredStrategy`, `MultiWorkerMirroredStrategy`) allow; call `agree_across_replicas`
-    first so every replica takes the same branch.
+    The optimizer's step counter (and so the warmup) does not advance on a skipped step. Call
+    `agree_across_replicas` first so that every replica takes the same branch. Keras applies
+    updates through `merge_call` under `MirroredStrategy`, which a `tf.cond` in replica
+    context cannot hold, so there the branch is taken in cross-replica context, as Keras'
+    `LossScaleOptimizer` does.
     """
-    def apply():
-        optimizer.apply(grads, variables)
-        return tf.constant(True)
+    skip = lambda: tf.constant(False)
 
-    return tf.cond(finite, apply, lambda: tf.constant(False))
+    if (not tf.distribute.has_strategy()
+            or tf.__internal__.distribute.strategy_supports_no_merge_call()):
+        def apply():
+            optimizer.apply(grads, variables)
+            return tf.constant(True)
+
+        return tf.cond(finite, apply, skip)
+
+    def cross_replica(distribution, grads, finite):
+        # every replica holds the same (agreed) flag; take the first
+        finite = distribution.experimental_local_results(finite)[0]
+
+        def apply_all():
+            distribution.extended.call_for_each_replica(lambda g: optimizer.apply(g, variables), args=(grads,))
+            return tf.constant(True)
+
+        return tf.cond(finite, apply_all, skip)
+
+    return tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))

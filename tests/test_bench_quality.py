@@ -1,0 +1,202 @@
+"""`tfp-glow bench --quality` (`tfp_glow.bench_quality`): our side on a tiny model, the table,
+the missing-PyTorch message, option errors, and the subprocess plumbing without a subprocess.
+
+Nothing here needs torch (CI has none); the PyTorch peer runs in `tfp-glow bench --quality`.
+"""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfp_glow import bench, bench_quality as bq
+
+
+def _cfg(**kw):
+    base = dict(data="digits28", budget=4.0, levels=2, steps=1, hidden=8, curve_every=5, which="ours")
+    base.update(kw)
+    return bq.resolve_config(**base)
+
+
+def _ok(**kw):
+    r = {"status": "ok", "test_bpd": 3.9123, "final_train_bpd": 3.95, "img_per_s": 101.25,
+         "img_per_s_after_first": 110.0, "steps": 940, "nonfinite_steps": 2, "first_step_s": 5.5, "init_s": 1.0,
+         "finite_samples": {"1.0": 0.5, "0.7": 1.0}, "params": 1234567, "others_cpu_cores": 0.0,
+         "curve": [[5.5, 1, 8.2], [30.0, 470, 4.2], [60.1, 940, 3.95]], "train_s": 60.1}
+    r.update(kw)
+    return r
+
+
+# ------------------------------------------------------------------------------- our side
+def test_ours_child_trains_a_tiny_glow_for_the_budget_and_measures_it():
+    cfg = _cfg()
+    r = bq.run_child("ours", cfg)
+    assert r["status"] == "ok"
+    assert math.isfinite(r["test_bpd"]) and 0 < r["test_bpd"] < 9.0
+    assert r["steps"] > 0 and r["img_per_s"] > 0
+    assert r["nonfinite_steps"] in (None, 0)  # None: a FlowModel that does not count them
+    for t in ("1.0", "0.7"):
+        assert 0.0 <= r["finite_samples"][t] <= 1.0
+    # the clock ran at least the budget, and it included the first (tracing) step
+    assert r["train_s"] >= cfg["budget"]
+    curve = r["curve"]
+    assert curve[0][1] == 1 and curve[-1][1] == r["steps"]
+    assert curve[0][0] >= r["first_step_s"] > 0
+    assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(curve, curve[1:]))
+    assert curve[-1][0] >= cfg["budget"]
+    assert all(math.isfinite(c[2]) for c in curve)
+    assert r["params"] > 0
+    json.dumps(r)  # what the child prints must be JSON
+
+
+# ----------------------------------------------------------------------------- the table
+def test_table_shows_both_sides_and_formats_values():
+    cfg = _cfg(which="ours,normflows")
+    text = bq.format_table({"ours": _ok(), "normflows": _ok(test_bpd=float("nan"), nonfinite_steps=0,
+                                                             params=1390248)}, cfg)
+    lines = text.splitlines()
+    assert "ours" in lines[0] and "normflows" in lines[0]
+    row = next(l for l in lines if l.startswith("test bits/dim"))
+    assert "3.912" in row and "nan" in row
+    assert "1,234,567" in text and "1,390,248" in text
+    fin = next(l for l in lines if l.startswith("finite samples, T=1.0"))
+    assert fin.split()[-2:] == ["0.50", "0.50"]
+    assert "GlowBase bases learn a mean and scale per channel" in text  # the note on the parameter counts
+
+
+def test_table_marks_an_unavailable_side_and_a_busy_machine():
+    cfg = _cfg(which="ours,normflows")
+    msg = bq.peer_missing_message("missing: torch")
+    text = bq.format_table({"ours": _ok(others_cpu_cores=1.2),
+                            "normflows": {"status": "unavailable", "message": msg}}, cfg)
+    row = next(l for l in text.splitlines() if l.startswith("test bits/dim"))
+    assert row.split()[-2:] == ["3.912", "unavailable"]
+    assert 'pip install "tfp_glow[bench]"' in text
+    assert "other processes used the CPU while ours ran" in text
+
+
+# ---------------------------------------------------------------------- a missing PyTorch
+@pytest.fixture
+def no_torch(monkeypatch):
+    """Make `import torch` raise ImportError (and find_spec report it missing)."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "tfp_glow.baselines_torch", raising=False)
+    monkeypatch.delattr("tfp_glow.baselines_torch", raising=False)
+
+
+def test_missing_torch_is_reported_with_how_to_install(no_torch):
+    with pytest.raises(ImportError):
+        import torch  # noqa: F401  (the fixture works)
+    r = bq.run_child("normflows", _cfg(which="normflows"))
+    assert r["status"] == "unavailable"
+    for part in ('pip install "tfp_glow[bench]"', "pip install torch normflows", "several GB",
+                 "--index-url https://download.pytorch.org/whl/cpu"):
+        assert part in r["message"]
+    msg = bq.peer_unavailable()
+    assert msg is not None and "missing: torch" in msg
+
+
+def test_cli_without_torch_reports_the_peer_and_starts_no_subprocess(no_torch, monkeypatch, tmp_path, capsys):
+    def boom(*a, **k):
+        raise AssertionError("no subprocess should start for an unavailable peer")
+
+    monkeypatch.setattr(subprocess, "run", boom)
+    rc = bench.main(["--quality", "--which", "normflows", "--budget", "1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "unavailable" in out and 'pip install "tfp_glow[bench]"' in out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["results"]["normflows"]["status"] == "unavailable"
+    assert saved["config"]["which"] == ["normflows"]
+
+
+# ---------------------------------------------------------------------------- bad options
+@pytest.mark.parametrize("kw, pattern", [
+    (dict(data="mnist"), r"unknown --data 'mnist'; choose from digits28, photos32"),
+    (dict(budget=0), r"--budget must be a number of seconds > 0; received 0"),
+    (dict(budget=-5), r"--budget must be a number of seconds > 0"),
+    (dict(budget=float("nan")), r"--budget must be a number of seconds > 0"),
+    (dict(levels=3), r"--levels 3 .* divisible by 8, but digits28 images are 28x28; use --levels 2"),
+    (dict(which="ours,pytorch"), r"--which takes a comma-separated subset of ours,normflows"),
+    (dict(hidden=0), r"--hidden must be a positive integer"),
+    (dict(clip_norm=-1.0), r"--clip-norm must be a number > 0"),
+])
+def test_bad_options_raise_clear_value_errors(kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        _cfg(**kw)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--data", "mnist"], "error: unknown --data 'mnist'"),
+    (["--budget", "0"], "error: --budget must be a number of seconds > 0"),
+    (["--budget", "-1"], "error: --budget must be a number of seconds > 0"),
+])
+def test_cli_bad_options_are_error_messages(argv, text, capsys):
+    rc = bench.main(["--quality", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert text in err and err.startswith("tfp-glow bench --quality: error:")
+
+
+# ------------------------------------------------------------------ defaults and plumbing
+def test_defaults_are_the_cli_recipe_and_options_override_them():
+    from tfp_glow import recipes
+
+    d, source = bq.recipe_defaults("digits28")
+    r = recipes.recipe_for("image", (28, 28, 1), "glow", "digits28")
+    assert (d["levels"], d["steps"], d["hidden"], d["batch_size"]) == (
+        r.flow_kwargs["levels"], r.flow_kwargs["steps"], r.flow_kwargs["hidden_channels"], r.batch_size)
+    assert (d["learning_rate"], d["warmup_steps"], d["clip_norm"]) == (r.learning_rate, r.warmup_steps, r.clip_norm)
+    assert (d["levels"], bq.recipe_defaults("photos32")[0]["levels"]) == (2, 3)
+    assert "recipes" in source
+    args = bq.build_parser().parse_args(["--steps", "2", "--clip-norm", "none"])
+    cfg = bq.config_from_args(args)
+    assert cfg["steps"] == 2 and cfg["clip_norm"] is None and cfg["hidden"] == r.flow_kwargs["hidden_channels"]
+
+
+def test_child_command_line_round_trips_the_config():
+    cfg = _cfg(which="ours,normflows", clip_norm=2.5, warmup_steps=7, learning_rate=3e-4, seed=5)
+    argv = bq.child_argv("normflows", cfg)
+    assert argv[:5] == [sys.executable, "-m", "tfp_glow.bench_quality", "--child", "normflows"]
+    args = bq.build_parser().parse_args(argv[3:])
+    back = bq.config_from_args(args)
+    assert args.child == "normflows" and back["which"] == ["normflows"]
+    for k in ("data", "budget", "levels", "steps", "hidden", "batch_size", "learning_rate", "warmup_steps",
+              "clip_norm", "seed", "curve_every", "torch_threads"):
+        assert back[k] == cfg[k], k
+
+
+def test_run_writes_json_and_png_from_the_children(monkeypatch, tmp_path, capsys):
+    cfg = _cfg(which="ours,normflows", out=str(tmp_path))
+    lines = {"ours": bq.JSON_TAG + json.dumps(_ok()), "normflows": "noise\n" + bq.JSON_TAG + json.dumps(
+        _ok(test_bpd=3.5, params=99))}
+
+    def fake_run(argv, **kw):
+        side = argv[argv.index("--child") + 1]
+        return subprocess.CompletedProcess(argv, 0, stdout=lines[side] + "\n", stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(bq, "peer_unavailable", lambda: None)
+    results = bq.run(cfg)
+    assert results["normflows"]["test_bpd"] == 3.5 and results["ours"]["steps"] == 940
+    assert "3.500" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["results"]["normflows"]["params"] == 99
+    png = tmp_path / "bits_per_dim_vs_time.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_crashing_child_is_a_failed_side_with_its_last_words(monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(
+        argv, 1, stdout="", stderr="Traceback\nRuntimeError: out of memory\n"))
+    r = bq.run_side("ours", _cfg())
+    assert r["status"] == "failed" and "exit code 1" in r["message"] and "out of memory" in r["message"]
+
+
+def test_importing_tfp_glow_and_the_bench_does_not_import_torch():
+    code = ("import sys, tfp_glow, tfp_glow.bench, tfp_glow.bench_quality; "
+            "print('torch' in sys.modules, 'normflows' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stderr[-500:]
