@@ -17,6 +17,20 @@ def random_rotation(channels, seed=None):
     return q * np.sign(np.diag(r))[None, :]
 
 
+def _per_pixel_matmul(v, w):
+    """`v @ w^T` over the last axis, `[..., C] -> [..., C]`: one `[N*H*W, C] x [C, C]` matmul.
+
+    Same as `tf.einsum("...c,dc->...d", v, w)`, but TF's oneDNN einsum kernel is 15-18x slower
+    than a plain matmul on these small channel counts (measured on 64x14x14x4..16, forward and
+    backward): about 10% of a Glow train step.
+    """
+    c = w.shape[-1]
+    out = tf.matmul(tf.reshape(v, [-1, c]), w, transpose_b=True)
+    out = tf.reshape(out, tf.shape(v))
+    out.set_shape(v.shape)
+    return out
+
+
 class Conv1x1Parameters(keras.layers.Layer):
     """Keras holder of the 1x1 convolution's weights.
 
@@ -125,11 +139,11 @@ class InvertibleConv1x1(FusedLogDetMixin, tfb.Bijector):
 
     def _forward(self, z):
         check_channels(z, self._channels, self.name)
-        return tf.einsum("...c,dc->...d", z, self.weight())
+        return _per_pixel_matmul(z, self.weight())
 
     def _inverse(self, x):
         check_channels(x, self._channels, self.name)
-        return tf.einsum("...c,dc->...d", x, self.inverse_weight())
+        return _per_pixel_matmul(x, self.inverse_weight())
 
     def _forward_log_det_jacobian(self, z):
         check_channels(z, self._channels, self.name)
