@@ -1,53 +1,22 @@
-"""Data sources, tf.data pipelines and dequantization helpers for tfp_glow.
+"""Data sources by name: the offline sets, ``.npz`` files, image folders, TFDS, and ``get_source``.
 
-Conventions used throughout the package:
-
-* images are channels-last ``uint8`` arrays of shape ``[N, H, W, C]``;
-* vectors (e.g. the 2-D toy sets) are ``float32`` arrays of shape ``[N, D]``.
-
-Sources (``load_digits``, ``toy_2d``, ``load_npz``, ``load_image_folder``)
-return numpy arrays; ``load_tfds`` returns a ``tf.data.Dataset`` of single
-``uint8`` images. ``get_source`` is the single dispatcher used by the CLI and
-returns the data together with a :class:`DataInfo`.
-
-The pixel helpers (``reduce_bits``, ``dequantize``, ``to_uint8``) are pure
-TensorFlow ops: they work on batches whose size is only known at run time and
-can be used inside ``tf.function(jit_compile=True)``.
-
-Nothing in this module downloads anything, except ``tfds.load`` for users who
-ask for a TensorFlow Datasets name and have internet access.
+``load_digits``, ``load_digits28``, ``load_photos32`` and ``toy_2d`` return numpy arrays and need no
+download (scikit-learn ships the digits and the two photographs). ``get_source`` is the single
+dispatcher used by the CLI: it resolves a name to one of these, to a ``.npz`` file, an image folder
+or a TensorFlow Datasets name (``load_npz``, ``load_image_folder``, ``load_tfds``), and returns
+the data together with a :class:`DataInfo`.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import numbers
 import os
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = [
-    "DataInfo",
-    "DIGITS_SPLITS",
-    "TOY_NAMES",
-    "load_digits",
-    "load_digits28",
-    "load_photos32",
-    "OFFLINE_IMAGE_NAMES",
-    "toy_2d",
-    "load_npz",
-    "load_image_folder",
-    "load_tfds",
-    "get_source",
-    "validate_images",
-    "validate_vectors",
-    "make_dataset",
-    "reduce_bits",
-    "dequantize",
-    "to_uint8",
-]
+from tfp_glow.data.validation import _is_int, validate_images
 
 # --------------------------------------------------------------------------
 # Constants
@@ -83,11 +52,6 @@ _TFDS_SHORTCUTS = ("mnist", "cifar10")
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
-# Largest float32 strictly below 1 that still keeps (k + u) < k + 1 exactly for
-# every integer |k| <= 128 (float32 spacing in [64, 128) is 2**-17). See
-# `dequantize`.
-_U_MAX = 1.0 - 2.0 ** -17
-
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
@@ -108,141 +72,6 @@ class DataInfo:
     shape: Tuple[Optional[int], ...]
     n_bits_native: Optional[int]
     num_examples: Optional[int] = None
-
-
-# --------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_n_bits(n_bits) -> int:
-    if not _is_int(n_bits):
-        raise ValueError(
-            f"n_bits must be a Python int in [1, 8]; got {n_bits!r} "
-            f"of type {type(n_bits).__name__}"
-        )
-    n_bits = int(n_bits)
-    if not 1 <= n_bits <= 8:
-        raise ValueError(f"n_bits must lie in [1, 8]; got {n_bits}")
-    return n_bits
-
-
-def validate_images(x, name: str = "images") -> np.ndarray:
-    """Checks an image array and returns it as ``uint8 [N, H, W, C]``.
-
-    Requirements: rank 4 (``[N, H, W, C]``, channels last), ``N > 0`` and
-    ``H, W, C > 0``, a real numeric dtype, all values finite, whole numbers
-    and within ``[0, 255]``. Integer-valued float arrays are accepted and
-    cast; images scaled to ``[0, 1]`` are rejected (multiply by 255 first).
-
-    Args:
-      x: array-like of shape ``[N, H, W, C]``.
-      name: what to call the array in error messages.
-
-    Returns:
-      ``np.ndarray`` of dtype ``uint8`` and shape ``[N, H, W, C]`` (a view or
-      copy of ``x``).
-
-    Raises:
-      ValueError: wrong rank, empty array, non-numeric dtype, NaN/inf,
-        non-integer values, or values outside ``[0, 255]``; the message names
-        the expected and the received shape/values.
-    """
-    x = np.asarray(x)
-    if x.dtype == np.bool_ or not (
-        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
-    ):
-        raise ValueError(
-            f"{name} must be a numeric (integer or float) array; got dtype {x.dtype}"
-        )
-    if x.ndim != 4:
-        raise ValueError(
-            f"{name} must have rank 4 [N, H, W, C] (channels last); "
-            f"got rank {x.ndim} with shape {x.shape}"
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty: expected N > 0 examples, got shape {x.shape}")
-    if min(x.shape[1:]) == 0:
-        raise ValueError(f"{name} must have H, W, C > 0; got shape {x.shape}")
-    if np.issubdtype(x.dtype, np.floating):
-        finite = np.isfinite(x)
-        if not finite.all():
-            n_bad = int((~finite).sum())
-            raise ValueError(
-                f"{name} must be finite; got {n_bad} NaN/inf value(s) out of {x.size}"
-            )
-        if not (x == np.floor(x)).all():
-            bad = x[x != np.floor(x)].flat[0]
-            raise ValueError(
-                f"{name} must hold whole-number pixel levels in [0, 255]; got "
-                f"non-integer value {bad!r} (dtype {x.dtype}); images scaled to "
-                "[0, 1] must be multiplied by 255 and rounded first"
-            )
-    lo, hi = x.min(), x.max()
-    if lo < 0 or hi > 255:
-        raise ValueError(
-            f"{name}: pixel values must lie in [0, 255]; got min {_fmt(lo)}, max {_fmt(hi)}"
-        )
-    return x.astype(np.uint8, copy=False)
-
-
-def validate_vectors(x, name: str = "vectors") -> np.ndarray:
-    """Checks a vector data set and returns it as ``float32 [N, D]``.
-
-    Requirements: rank 2 (``[N, D]``), ``N > 0``, ``D > 0``, a real numeric
-    dtype and all values finite (checked in float32, so values that overflow
-    float32 are rejected too).
-
-    Args:
-      x: array-like of shape ``[N, D]``.
-      name: what to call the array in error messages.
-
-    Returns:
-      ``np.ndarray`` of dtype ``float32`` and shape ``[N, D]``.
-
-    Raises:
-      ValueError: wrong rank, empty array, non-numeric dtype or NaN/inf.
-    """
-    x = np.asarray(x)
-    if x.dtype == np.bool_ or not (
-        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
-    ):
-        raise ValueError(
-            f"{name} must be a numeric (integer or float) array; got dtype {x.dtype}"
-        )
-    if x.ndim != 2:
-        raise ValueError(
-            f"{name} must have rank 2 [N, D]; got rank {x.ndim} with shape {x.shape}"
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty: expected N > 0 examples, got shape {x.shape}")
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} must have D > 0 features; got shape {x.shape}")
-    with np.errstate(over="ignore"):
-        x = x.astype(np.float32, copy=False)
-    finite = np.isfinite(x)
-    if not finite.all():
-        n_bad = int((~finite).sum())
-        raise ValueError(
-            f"{name} must be finite (in float32); got {n_bad} NaN/inf value(s) out of {x.size}"
-        )
-    return x
-
-
-def _fmt(v) -> str:
-    v = v.item() if hasattr(v, "item") else v
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-# --------------------------------------------------------------------------
-# Sources
-# --------------------------------------------------------------------------
 
 
 def _check_split(split, allowed: Sequence[str]) -> str:
@@ -436,6 +265,7 @@ def toy_2d(name: str, n: int = 2000, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
+
 def load_npz(path: Union[str, os.PathLike], key: str = "x") -> np.ndarray:
     """Loads images stored under ``key`` in a ``.npz`` file as ``uint8 [N, H, W, C]``.
 
@@ -521,7 +351,7 @@ def load_image_folder(
         image cannot be decoded, sizes differ (without ``image_size``), or
         ``image_size`` is not a pair of positive ints.
     """
-    from PIL import Image  # imported lazily
+    from PIL import Image  # imported lazily: only image folders need it
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -769,213 +599,3 @@ def _concat_images(parts, source):
             f"cannot concatenate splits of {source!r}: image shapes differ {sorted(shapes)}"
         )
     return np.concatenate(parts, axis=0)
-
-
-# --------------------------------------------------------------------------
-# Pipelines
-# --------------------------------------------------------------------------
-
-
-def make_dataset(
-    x,
-    batch_size: int,
-    shuffle: bool = True,
-    seed: Optional[int] = 0,
-    repeat: bool = False,
-    drop_remainder: bool = False,
-    cache: bool = True,
-    shuffle_buffer: Optional[int] = None,
-) -> tf.data.Dataset:
-    """Batched input pipeline: ``[cache] -> [shuffle] -> [repeat] -> batch -> prefetch``.
-
-    Args:
-      x: numpy array ``[N, ...]`` (e.g. uint8 ``[N, H, W, C]`` or float
-        ``[N, D]``; float64 is cast to float32) or a ``tf.data.Dataset`` of
-        single examples.
-      batch_size: positive int.
-      shuffle: shuffle examples (reshuffled every epoch).
-      seed: shuffle seed (``None`` for a non-repeatable order).
-      repeat: repeat forever (batches then span epoch boundaries).
-      drop_remainder: drop the last, smaller batch; without it the batch
-        dimension of ``element_spec`` is ``None``.
-      cache: cache elements in memory after the first pass (applies to
-        ``tf.data`` inputs; numpy inputs are already in memory).
-      shuffle_buffer: shuffle buffer size; ``None`` uses the whole data set
-        for numpy inputs and ``min(cardinality, 10000)`` (10000 if unknown)
-        for ``tf.data`` inputs.
-
-    Returns:
-      ``tf.data.Dataset`` of batches of shape ``[batch, ...]``, ending in
-      ``.prefetch(tf.data.AUTOTUNE)``.
-
-    Raises:
-      ValueError: empty input ("dataset is empty"), ``batch_size`` or
-        ``shuffle_buffer`` not a positive int, or (for inputs of known size,
-        without ``repeat``) ``drop_remainder=True`` with fewer examples than
-        ``batch_size``.
-    """
-    if not _is_int(batch_size) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-    batch_size = int(batch_size)
-    if shuffle_buffer is not None and (not _is_int(shuffle_buffer) or shuffle_buffer <= 0):
-        raise ValueError(f"shuffle_buffer must be a positive int or None; got {shuffle_buffer!r}")
-
-    if isinstance(x, tf.data.Dataset):
-        ds = x
-        card = int(ds.cardinality())
-        if card == 0:
-            raise ValueError("dataset is empty: the tf.data.Dataset has cardinality 0")
-        if card == tf.data.UNKNOWN_CARDINALITY:
-            if not any(True for _ in ds.take(1)):
-                raise ValueError("dataset is empty: the tf.data.Dataset yielded no elements")
-        n = card if card >= 0 else None  # None: unknown or infinite
-        if cache:
-            ds = ds.cache()
-        buffer = shuffle_buffer or (min(n, 10_000) if n is not None else 10_000)
-    else:
-        x = np.asarray(x)
-        if x.ndim == 0:
-            raise ValueError(f"expected an array [N, ...] of examples; got a scalar {x!r}")
-        if x.shape[0] == 0:
-            raise ValueError(f"dataset is empty: got an array of shape {x.shape}")
-        if x.dtype == np.float64:
-            x = x.astype(np.float32)
-        n = int(x.shape[0])
-        ds = tf.data.Dataset.from_tensor_slices(x)
-        buffer = shuffle_buffer or n
-
-    if drop_remainder and not repeat and n is not None and n < batch_size:
-        raise ValueError(
-            f"batch_size {batch_size} exceeds the {n} available examples with "
-            "drop_remainder=True; no batch would be produced"
-        )
-    if shuffle:
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-# --------------------------------------------------------------------------
-# Pixel helpers (pure TF, XLA-compatible)
-# --------------------------------------------------------------------------
-
-
-def reduce_bits(x_uint8, n_bits: int) -> tf.Tensor:
-    """``floor(x / 2**(8 - n_bits))`` as float32: 8-bit levels -> ``n_bits``-bit levels.
-
-    Exact for integer inputs in ``[0, 255]`` (the division is by a power of
-    two). Works on any shape, including batches of unknown size, and inside
-    ``tf.function(jit_compile=True)``.
-
-    Args:
-      x_uint8: tensor of 8-bit pixel levels, any shape (e.g. uint8
-        ``[B, H, W, C]``); other integer or integer-valued float dtypes are
-        cast to float32.
-      n_bits: Python int in ``[1, 8]``.
-
-    Returns:
-      float32 tensor of the same shape with integer values in
-      ``[0, 2**n_bits - 1]``.
-
-    Raises:
-      ValueError: ``n_bits`` is not an int in ``[1, 8]``.
-    """
-    n_bits = _check_n_bits(n_bits)
-    x = tf.cast(x_uint8, tf.float32)
-    return tf.floor(x / float(2 ** (8 - n_bits)))
-
-
-def dequantize(
-    x_int,
-    n_bits: int,
-    seed=None,
-    noise=None,
-) -> tf.Tensor:
-    """Uniform dequantization ``x = (x_int + u) / 2**n_bits - 0.5``, ``u ~ U[0, 1)``.
-
-    ``u`` is drawn with ``tf.random.stateless_uniform(shape, seed)`` when a
-    stateless ``seed`` is given (repeatable, e.g. for test-set figures), taken
-    from ``noise`` when given, and otherwise drawn with
-    ``tf.random.uniform``. The value is computed as
-    ``((x_int - 2**(n_bits-1)) + u) / 2**n_bits`` with ``u`` clipped to
-    ``[0, 1 - 2**-17]``: mathematically the same, but float32 rounding can
-    then never push a value into the next bin, so
-    ``to_uint8(dequantize(q, n), n)`` recovers the levels ``q`` exactly and
-    the result is strictly below 0.5.
-
-    The same stateless seed gives the same noise on every call in one
-    execution mode; note that XLA (``jit_compile=True``) uses a different
-    random kernel, so eager and XLA draws for one seed differ.
-
-    Args:
-      x_int: integer-valued tensor of levels in ``[0, 2**n_bits - 1]`` (e.g.
-        the output of :func:`reduce_bits`), any shape, e.g. ``[B, H, W, C]``
-        with unknown ``B``.
-      n_bits: Python int in ``[1, 8]``.
-      seed: optional shape-``[2]`` integer tensor/array, a stateless seed.
-      noise: optional float tensor of ``u`` values in ``[0, 1)`` with the
-        shape of ``x_int``.
-
-    Returns:
-      float32 tensor of the shape of ``x_int`` with values in
-      ``[-0.5, 0.5)``.
-
-    Raises:
-      ValueError: bad ``n_bits``, both ``seed`` and ``noise`` given, a seed
-        whose static shape is not ``[2]``, or ``noise`` whose static shape is
-        incompatible with ``x_int``.
-    """
-    n_bits = _check_n_bits(n_bits)
-    if seed is not None and noise is not None:
-        raise ValueError("pass either seed or noise to dequantize, not both")
-    x = tf.cast(x_int, tf.float32)
-    shape = tf.shape(x)
-    if noise is not None:
-        u = tf.cast(noise, tf.float32)
-        if not u.shape.is_compatible_with(x.shape):
-            raise ValueError(
-                f"noise must have the shape of x_int; expected {x.shape}, got {u.shape}"
-            )
-    elif seed is not None:
-        seed = tf.convert_to_tensor(seed)
-        if not seed.dtype.is_integer:
-            raise ValueError(f"seed must be an integer tensor of shape [2]; got dtype {seed.dtype.name}")
-        if not seed.shape.is_compatible_with([2]):
-            raise ValueError(f"seed must have shape [2]; got shape {seed.shape}")
-        u = tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
-    else:
-        u = tf.random.uniform(shape, dtype=tf.float32)
-    u = tf.clip_by_value(u, 0.0, _U_MAX)
-    half = float(2 ** (n_bits - 1))
-    return ((x - half) + u) / float(2 ** n_bits)
-
-
-def to_uint8(x, n_bits: int) -> tf.Tensor:
-    """Inverse of dequantization for display: float in ``[-0.5, 0.5)`` -> uint8 ``0..255``.
-
-    ``q = clip(floor((x + 0.5) * 2**n_bits), 0, 2**n_bits - 1)`` (computed
-    exactly as ``floor(x * 2**n_bits) + 2**(n_bits - 1)``), then
-    ``round(q * 255 / (2**n_bits - 1))``. NaN maps to 0, ``+inf`` to 255 and
-    ``-inf`` to 0; nothing raises inside graph code.
-
-    Args:
-      x: float tensor of any shape, e.g. ``[B, H, W, C]`` with unknown ``B``.
-      n_bits: Python int in ``[1, 8]``.
-
-    Returns:
-      uint8 tensor of the same shape.
-
-    Raises:
-      ValueError: ``n_bits`` is not an int in ``[1, 8]`` (raised while
-        tracing, never from a running graph).
-    """
-    n_bits = _check_n_bits(n_bits)
-    levels = float(2 ** n_bits)
-    x = tf.cast(x, tf.float32)
-    q = tf.floor(x * levels) + levels / 2.0
-    q = tf.clip_by_value(q, 0.0, levels - 1.0)
-    q = tf.where(tf.math.is_nan(x), tf.zeros_like(q), q)
-    out = tf.round(q * (255.0 / (levels - 1.0)))
-    return tf.cast(tf.clip_by_value(out, 0.0, 255.0), tf.uint8)
