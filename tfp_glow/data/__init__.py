@@ -3,9 +3,9 @@
 What this subpackage holds, one module a concern:
 
 * ``sources``: the offline sets (``load_digits``, ``load_digits28``, ``load_photos32``,
-  ``toy_2d``), the user's ``.npz`` files and image folders and TFDS (``load_npz``,
-  ``load_image_folder``, ``load_tfds``), and ``get_source``, the dispatcher by name used by
-  the CLI, with ``DataInfo``;
+  ``toy_2d``) and ``get_source``, the dispatcher by name used by the CLI, with ``DataInfo``;
+* ``external``: the user's ``.npz`` files and image folders, and TensorFlow Datasets
+  (``load_npz``, ``load_image_folder``, ``load_tfds``);
 * ``validation``: ``validate_images`` and ``validate_vectors`` (numpy only);
 * ``pipeline``: ``make_dataset``, the batched ``tf.data`` input pipeline;
 * ``quantization``: ``reduce_bits``, ``dequantize``, ``to_uint8``.
@@ -14,7 +14,8 @@ What it may import: numpy and TensorFlow at module level; scikit-learn, PIL and
 tensorflow_datasets only inside the loaders that need them (heavy imports that most uses skip).
 Nothing else of tfp_glow: data sits beside bijectors, models and training, which import it,
 and it imports none of them. Within the subpackage the modules import each other directly,
-never this ``__init__``: ``validation`` imports none of them, the others import ``validation``.
+never this ``__init__``: ``validation`` imports none of them, the others import ``validation``,
+and ``sources`` also imports ``external``.
 
 Every public name lives in one module and is re-exported here, so ``from tfp_glow import data``
 then ``data.load_digits(...)`` is the way to use it.
@@ -36,11 +37,11 @@ can be used inside ``tf.function(jit_compile=True)``.
 Nothing in this subpackage downloads anything, except ``tfds.load`` for users who
 ask for a TensorFlow Datasets name and have internet access.
 """
+from tfp_glow.data.external import load_image_folder, load_npz, load_tfds
 from tfp_glow.data.pipeline import make_dataset
 from tfp_glow.data.quantization import dequantize, reduce_bits, to_uint8
 from tfp_glow.data.sources import (DIGITS_SPLITS, OFFLINE_IMAGE_NAMES, TOY_NAMES, DataInfo, get_source,
-                                   load_digits, load_digits28, load_photos32, toy_2d,
-                                   load_image_folder, load_npz, load_tfds)
+                                   load_digits, load_digits28, load_photos32, toy_2d)
 from tfp_glow.data.validation import validate_images, validate_vectors
 
 __all__ = [

@@ -27,7 +27,6 @@ def _check_n_bits(n_bits) -> int:
     return n_bits
 
 
-
 def reduce_bits(x_uint8, n_bits: int) -> tf.Tensor:
     """``floor(x / 2**(8 - n_bits))`` as float32: 8-bit levels -> ``n_bits``-bit levels.
 
