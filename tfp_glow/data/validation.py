@@ -14,6 +14,18 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def _numeric_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, checked to have a real integer or float dtype (not bool)."""
+    x = np.asarray(x)
+    if x.dtype == np.bool_ or not (
+        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    ):
+        raise ValueError(
+            f"{name} must be a numeric (integer or float) array; got dtype {x.dtype}"
+        )
+    return x
+
+
 def validate_images(x, name: str = "images") -> np.ndarray:
     """Checks an image array and returns it as ``uint8 [N, H, W, C]``.
 
@@ -35,13 +47,7 @@ def validate_images(x, name: str = "images") -> np.ndarray:
         non-integer values, or values outside ``[0, 255]``; the message names
         the expected and the received shape/values.
     """
-    x = np.asarray(x)
-    if x.dtype == np.bool_ or not (
-        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
-    ):
-        raise ValueError(
-            f"{name} must be a numeric (integer or float) array; got dtype {x.dtype}"
-        )
+    x = _numeric_array(x, name)
     if x.ndim != 4:
         raise ValueError(
             f"{name} must have rank 4 [N, H, W, C] (channels last); "
@@ -90,13 +96,7 @@ def validate_vectors(x, name: str = "vectors") -> np.ndarray:
     Raises:
       ValueError: wrong rank, empty array, non-numeric dtype or NaN/inf.
     """
-    x = np.asarray(x)
-    if x.dtype == np.bool_ or not (
-        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
-    ):
-        raise ValueError(
-            f"{name} must be a numeric (integer or float) array; got dtype {x.dtype}"
-        )
+    x = _numeric_array(x, name)
     if x.ndim != 2:
         raise ValueError(
             f"{name} must have rank 2 [N, D]; got rank {x.ndim} with shape {x.shape}"
