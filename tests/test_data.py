@@ -4,6 +4,9 @@ Expected values come from independent references: scikit-learn's raw digits,
 numpy bit shifts, PIL-written files, geometric properties of the toy sets.
 """
 
+import ast
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -624,3 +627,19 @@ def test_photos32_crops_disjoint_bands_deterministically():
     assert info.shape == (32, 32, 3) and len(x) == 500
     with pytest.raises(ValueError, match="n must be a positive int"):
         data_lib.load_photos32("train", n=0)
+
+
+def test_data_package_reexports_its_names_and_imports_no_other_tfp_glow_module():
+    for name in D.__all__:
+        value = getattr(D, name)
+        assert name.isupper() or value.__module__.startswith("tfp_glow.data."), name
+    for path in pathlib.Path(D.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            else:
+                continue
+            for module in modules:  # data sits below bijectors/models/training: it imports none of them
+                assert module.split(".")[0] != "tfp_glow" or module.startswith("tfp_glow.data."), (path.name, module)

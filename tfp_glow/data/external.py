@@ -1,0 +1,228 @@
+"""Data from outside the package: the user's ``.npz`` files and image folders, and TensorFlow Datasets.
+
+``load_npz`` and ``load_image_folder`` return numpy arrays ``uint8 [N, H, W, C]``; ``load_tfds``
+returns a ``tf.data.Dataset`` of single ``uint8`` images. Only ``load_tfds`` may download anything.
+PIL and tensorflow_datasets are imported inside the one function that needs each: they are slow
+to import, and most uses of ``tfp_glow.data`` need neither.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+from tfp_glow.data.validation import _is_int, validate_images
+
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def load_npz(path: Union[str, os.PathLike], key: str = "x") -> np.ndarray:
+    """Loads images stored under ``key`` in a ``.npz`` file as ``uint8 [N, H, W, C]``.
+
+    Accepted arrays have shape ``[N, H, W, C]`` or ``[N, H, W]`` (a channel
+    axis is appended; a rank-3 array is always read as ``[N, H, W]``) and an
+    integer dtype with values in ``[0, 255]``; they are cast to uint8. The
+    file is read with ``allow_pickle=False``.
+
+    Args:
+      path: path to the ``.npz`` file.
+      key: name of the array inside the file.
+
+    Returns:
+      ``np.ndarray`` uint8 of shape ``[N, H, W, C]``.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: ``key`` missing (the message lists the keys present), a
+        float/bool/non-numeric dtype, NaN, values outside ``[0, 255]``,
+        rank other than 3 or 4, or ``N == 0``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"npz file not found: {path!r}")
+    with np.load(path, allow_pickle=False) as npz:
+        keys = list(npz.keys())
+        if key not in keys:
+            raise ValueError(f"key {key!r} not found in {path!r}; keys present: {keys}")
+        x = npz[key]
+    return _npz_array_to_images(x, f"array {key!r} in {path!r}")
+
+
+def _npz_array_to_images(x: np.ndarray, what: str) -> np.ndarray:
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{what} must have shape [N, H, W, C] or [N, H, W]; "
+            f"got rank {x.ndim} with shape {x.shape}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} is empty: expected N > 0 examples, got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        if np.isnan(x).any():
+            raise ValueError(f"{what} contains NaN; expected integer pixel values in [0, 255]")
+        raise ValueError(
+            f"{what} must have an integer dtype (uint8 pixel levels in [0, 255]); "
+            f"got dtype {x.dtype}"
+        )
+    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(
+            f"{what} must have an integer dtype (uint8 pixel levels in [0, 255]); "
+            f"got dtype {x.dtype}"
+        )
+    if x.ndim == 3:
+        x = x[..., None]
+    return validate_images(x, name=what)
+
+
+def load_image_folder(
+    path: Union[str, os.PathLike],
+    image_size: Optional[Tuple[int, int]] = None,
+    grayscale: bool = False,
+) -> np.ndarray:
+    """Reads every image in a folder (sorted by file name) as ``uint8 [N, H, W, C]``.
+
+    Files with extension ``.png``, ``.jpg``, ``.jpeg`` or ``.bmp`` (any case)
+    directly inside ``path`` are read with PIL; other files and
+    sub-directories are ignored. Images are converted to RGB (``C = 3``), or
+    to 8-bit grayscale (``C = 1``, PIL's ``"L"`` mode) when ``grayscale`` is
+    true; alpha channels are dropped.
+
+    Args:
+      path: directory containing the images.
+      image_size: optional ``(H, W)``; when given every image is resized to
+        it (bilinear). Otherwise all images must share one size.
+      grayscale: read images as one-channel grayscale.
+
+    Returns:
+      ``np.ndarray`` uint8 of shape ``[N, H, W, C]`` with ``C`` 1 or 3.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: ``path`` is not a directory, contains no image files, an
+        image cannot be decoded, sizes differ (without ``image_size``), or
+        ``image_size`` is not a pair of positive ints.
+    """
+    from PIL import Image  # imported lazily: only image folders need it
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image folder not found: {path!r}")
+    if not os.path.isdir(path):
+        raise ValueError(f"expected a directory of images; {path!r} is not a directory")
+    if image_size is not None:
+        if (
+            not isinstance(image_size, (tuple, list))
+            or len(image_size) != 2
+            or not all(_is_int(s) and s > 0 for s in image_size)
+        ):
+            raise ValueError(f"image_size must be a pair of positive ints (H, W); got {image_size!r}")
+        image_size = (int(image_size[0]), int(image_size[1]))
+
+    files = sorted(
+        f
+        for f in os.listdir(path)
+        if f.lower().endswith(_IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, f))
+    )
+    if not files:
+        raise ValueError(
+            f"no image files ({', '.join(_IMAGE_EXTENSIONS)}) found in folder {path!r}"
+        )
+    mode = "L" if grayscale else "RGB"
+    arrays = []
+    first_size = None
+    for f in files:
+        full = os.path.join(path, f)
+        try:
+            with Image.open(full) as img:
+                img = img.convert(mode)
+                if image_size is not None:
+                    h, w = image_size
+                    if img.size != (w, h):
+                        img = img.resize((w, h), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (OSError, SyntaxError) as e:  # PIL raises these for bad files
+            raise ValueError(f"could not read image {full!r}: {e}") from e
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if first_size is None:
+            first_size = (arr.shape[0], arr.shape[1], files[0])
+        elif arr.shape[:2] != first_size[:2]:
+            raise ValueError(
+                f"all images must share one size (or pass image_size=(H, W)); "
+                f"{first_size[2]!r} is {first_size[0]}x{first_size[1]} (HxW) but "
+                f"{f!r} is {arr.shape[0]}x{arr.shape[1]}"
+            )
+        arrays.append(arr)
+    return np.stack(arrays, axis=0)
+
+
+def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -> tf.data.Dataset:
+    """``tfds.load(name, split=split, data_dir=data_dir)`` mapped to its ``image`` feature.
+
+    Only this function (and :func:`get_source` for TFDS names) may download
+    data, through TensorFlow Datasets.
+
+    Args:
+      name: a TFDS builder name, e.g. ``"mnist"`` or ``"cifar10"``
+        (optionally with a version/config, as accepted by ``tfds.load``).
+      split: a TFDS split expression, e.g. ``"train"``, ``"test"`` or
+        ``"train[:90%]"``.
+      data_dir: TFDS data directory (``None`` for the TFDS default).
+
+    Returns:
+      ``tf.data.Dataset`` of single uint8 images of shape ``[H, W, C]``
+      (a channel axis is added to rank-2 images).
+
+    Raises:
+      ValueError: ``name`` is not a TFDS dataset (see ``tfds.list_builders()``),
+        or it has no integer ``image`` feature.
+      RuntimeError: the dataset could not be loaded or downloaded (e.g. no
+        internet); the original error is chained and quoted.
+    """
+    import tensorflow_datasets as tfds  # imported lazily (slow import)
+
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        base = name.split("/")[0].split(":")[0]
+        try:
+            close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
+        except Exception:  # pragma: no cover - suggestions are best effort
+            close = []
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(
+            f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the "
+            f"available names.{hint}"
+        ) from e
+    except Exception as e:
+        raise RuntimeError(
+            f"could not load or download TFDS dataset {name!r} (split {split!r}, "
+            f"data_dir {data_dir!r}): {type(e).__name__}: {e}. Without internet "
+            "access, use the offline 'digits' data or pass your own images with "
+            "--data path.npz (or an image folder)."
+        ) from e
+
+    spec = ds.element_spec
+    if not isinstance(spec, dict) or "image" not in spec:
+        keys = list(spec.keys()) if isinstance(spec, dict) else type(spec).__name__
+        raise ValueError(f"TFDS dataset {name!r} has no 'image' feature; its features are {keys}")
+    image_spec = spec["image"]
+    if not image_spec.dtype.is_integer:
+        raise ValueError(
+            f"TFDS dataset {name!r} has image dtype {image_spec.dtype.name}; "
+            "expected integer pixel levels (uint8)"
+        )
+    if image_spec.shape.rank not in (2, 3):
+        raise ValueError(
+            f"TFDS dataset {name!r} has image shape {image_spec.shape}; "
+            "expected [H, W, C] or [H, W]"
+        )
+    add_channel = image_spec.shape.rank == 2
+
+    def _image(example):
+        img = tf.cast(example["image"], tf.uint8)
+        return img[..., None] if add_channel else img
+
+    return ds.map(_image, num_parallel_calls=tf.data.AUTOTUNE)
