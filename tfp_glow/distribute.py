@@ -27,6 +27,9 @@ steps, all in cross-replica context (outside `strategy.run`):
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow import callbacks
+from tfp_glow.bijectors.actnorm import ActNorm
+
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 __all__ = ["STRATEGIES", "get_strategy", "is_chief", "global_init_batch", "actnorm_variables",
@@ -62,16 +65,14 @@ def get_strategy(name="none", devices=None):
 def is_chief(strategy=None):
     """Whether this process writes files (checkpoints, samples, logs): `tfp_glow.callbacks.is_chief`.
 
-    Imported on call, so importing this module (as `training.py` does) does not pull in the
-    callbacks and their plotting. Without a cluster every process is the chief; in a cluster,
+    Without a cluster every process is the chief; in a cluster,
     the `chief` task, or worker 0 of a cluster without one.
 
     Args:
       strategy: a `tf.distribute.Strategy`; pass the model's (`model.distribute_strategy`) from
         code that runs outside `strategy.scope()`, such as callbacks.
     """
-    from tfp_glow.callbacks import is_chief as _is_chief
-    return _is_chief(strategy)
+    return callbacks.is_chief(strategy)
 
 
 def global_init_batch(data, n=256, seed=0, batched=None):
@@ -116,7 +117,6 @@ def global_init_batch(data, n=256, seed=0, batched=None):
 
 def actnorm_variables(model):
     """The `tf.Variable`s of every ActNorm of a `FlowModel` (log-scale, bias, initialised flag)."""
-    from tfp_glow.bijectors.actnorm import ActNorm
     out = []
     for m in model.distribution.bijector.submodules:
         if isinstance(m, ActNorm):

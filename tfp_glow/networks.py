@@ -17,16 +17,16 @@ def conv_net(out_channels, hidden_channels=512, dtype=None, name=None):
       out_channels: Python int, channels of the output `[N, H, W, out_channels]`.
       hidden_channels: Python int, width of the hidden convolutions.
       dtype: Keras dtype or policy name; `None` follows the global policy (mixed precision).
-      name: layer name.
+      name: layer name (the coupling's, so weights read `level0_step3_coupling/conv_in/kernel`).
 
     Returns:
       A `keras.Sequential` mapping `[N, H, W, C_in]` to `[N, H, W, out_channels]`.
     """
     return keras.Sequential([
-        keras.layers.Conv2D(hidden_channels, 3, padding="same", activation="relu", dtype=dtype),
-        keras.layers.Conv2D(hidden_channels, 1, padding="same", activation="relu", dtype=dtype),
+        keras.layers.Conv2D(hidden_channels, 3, padding="same", activation="relu", dtype=dtype, name="conv_in"),
+        keras.layers.Conv2D(hidden_channels, 1, padding="same", activation="relu", dtype=dtype, name="conv_hidden"),
         keras.layers.Conv2D(out_channels, 3, padding="same", kernel_initializer="zeros",
-                            bias_initializer="zeros", dtype=dtype),
+                            bias_initializer="zeros", dtype=dtype, name="conv_out"),
     ], name=name)
 
 
@@ -43,9 +43,10 @@ def mlp_net(out_dim, hidden_units=(256, 256), activation="relu", dtype=None, nam
     Returns:
       A `keras.Sequential` mapping `[N, D_in]` to `[N, out_dim]`.
     """
-    layers = [keras.layers.Dense(h, activation=activation, dtype=dtype) for h in hidden_units]
+    layers = [keras.layers.Dense(h, activation=activation, dtype=dtype, name=f"dense_{i}")
+              for i, h in enumerate(hidden_units)]
     layers.append(keras.layers.Dense(out_dim, kernel_initializer="zeros", bias_initializer="zeros",
-                                     dtype=dtype))
+                                     dtype=dtype, name="dense_out"))
     return keras.Sequential(layers, name=name)
 
 

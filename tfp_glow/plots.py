@@ -18,6 +18,8 @@ import weakref
 
 import numpy as np
 
+from tfp_glow import data
+
 __all__ = ["image_grid", "upscale", "save_image_grid", "save_sample_grids", "plot_density_2d", "plot_samples_2d",
            "plot_curves", "read_metrics_csv"]
 
@@ -207,7 +209,6 @@ def save_sample_grids(model, directory, temperatures=(0.7, 1.0), n=64, seed=0):
         x = model.sample(n, temperature, seed=seed)
         if not np.all(np.isfinite(x.numpy())):
             raise FloatingPointError(f"non-finite samples at temperature {temperature}")
-        from tfp_glow import data  # lazy: plots stays importable without TensorFlow set up
         paths.append(save_image_grid(os.path.join(directory, f"samples_t{temperature:g}.png"),
                                      data.to_uint8(x, model.n_bits)))
     return paths

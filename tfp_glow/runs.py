@@ -25,7 +25,8 @@ import warnings
 
 import tensorflow as tf
 
-from tfp_glow.models import OldWeightsWarning, old_weights_message
+from tfp_glow.models import FlowConfig, OldWeightsWarning, old_weights_message
+from tfp_glow.training import FlowModel
 
 __all__ = ["RunError", "CONFIG", "CHECKPOINTS", "WEIGHTS", "METRICS", "LOGS", "SAMPLES_FINAL",
            "CURVES", "DENSITY", "RUN_ARTIFACTS", "EVAL_BATCH_SIZE", "run_paths", "save_run_config",
@@ -134,9 +135,6 @@ def load_run_config(run_dir):
 
 def build_model(config, strategy=None):
     """A fresh, untrained `FlowModel` from a run config dict (inside `strategy.scope()`)."""
-    from tfp_glow.models import FlowConfig
-    from tfp_glow.training import FlowModel
-
     strategy = strategy or tf.distribute.get_strategy()
     try:
         flow_config = FlowConfig.from_dict(config["flow_config"])

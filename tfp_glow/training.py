@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfp_glow import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
-from tfp_glow import stability
+from tfp_glow import export, persistence, stability
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.distribute import multi_worker_safe_logs
@@ -333,12 +333,10 @@ class FlowModel(keras.Model):
 
     def compile_from_config(self, config):
         """Recompile after `keras.models.load_model`, so the optimizer state is restored too."""
-        from tfp_glow import persistence
         persistence.compile_from_config(self, config)
 
     def save_weights(self, filepath, *args, **kwargs):
         """Keras `save_weights`, plus the configuration recorded in the file for clear errors."""
-        from tfp_glow import persistence
         out = super().save_weights(filepath, *args, **kwargs)
         persistence.annotate_weights_file(self, filepath)
         return out
@@ -346,7 +344,6 @@ class FlowModel(keras.Model):
     def export(self, filepath, **kwargs):
         """Write a SavedModel with `log_prob`, `sample`, `encode`, `decode` signatures
         (`tfp_glow.export.export_saved_model`); Keras' own `Model.export` would not serve the flow."""
-        from tfp_glow import export
         return export.export_saved_model(self, filepath, **kwargs)
 
     def load_weights(self, filepath, *args, **kwargs):
@@ -355,7 +352,6 @@ class FlowModel(keras.Model):
         Raises:
           ValueError: naming the saved and current configurations, before any weight is loaded.
         """
-        from tfp_glow import persistence  # lazy: persistence imports this module
         if not kwargs.get("skip_mismatch", False):
             persistence.check_weights_compatible(self, filepath)
         return super().load_weights(filepath, *args, **kwargs)

@@ -48,8 +48,8 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
             self._mask = Mask(mask, self._event_shape_in, parity)
             out_shape = self._mask.transformed_shape[:-1] + (
                 self._mask.transformed_shape[-1] * self._n_params,)
-            if conditioner is None:
-                conditioner = self._default_conditioner(out_shape[-1], hidden, layer_dtype(dtype))
+            if conditioner is None:  # named after this step: weight paths read like the model
+                conditioner = self._default_conditioner(out_shape[-1], hidden, layer_dtype(dtype), name)
             if not callable(conditioner):
                 raise ValueError(f"conditioner must be a Keras layer or a callable; received {conditioner!r}.")
             self._conditioner = conditioner
@@ -64,10 +64,10 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
             super().__init__(forward_min_event_ndims=len(self._event_shape_in), validate_args=validate_args,
                              dtype=dtype, parameters=parameters, name=scope_name)
 
-    def _default_conditioner(self, out_channels, hidden, dtype):
+    def _default_conditioner(self, out_channels, hidden, dtype, name):
         if len(self._event_shape_in) == 3:
-            return networks.conv_net(out_channels, hidden_channels=hidden or 512, dtype=dtype)
-        return networks.mlp_net(out_channels, hidden_units=hidden or (256, 256), dtype=dtype)
+            return networks.conv_net(out_channels, hidden_channels=hidden or 512, dtype=dtype, name=name)
+        return networks.mlp_net(out_channels, hidden_units=hidden or (256, 256), dtype=dtype, name=name)
 
     @property
     def conditioner(self):
