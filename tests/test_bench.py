@@ -1,4 +1,5 @@
-"""`tfp_glow.bench` and `tfp_glow.baselines`: analytic counts, bad input, a tiny end-to-end run.
+"""`tfp_glow.bench` and `tfp_glow.bench.baselines_tfp`: analytic counts, bad input, a tiny
+end-to-end run.
 
 The benchmark itself is a command (`tfp-glow bench`), not a timed test: nothing here asserts a
 speed.
@@ -6,7 +7,8 @@ speed.
 import numpy as np
 import pytest
 
-from tfp_glow import bench
+from tfp_glow.bench import baselines_tfp
+from tfp_glow.bench import speed as bench
 
 
 # ------------------------------------------------------------------------------ analytics
@@ -95,10 +97,9 @@ def test_help_lists_every_option(capsys):
 def test_tfp_glow_matches_our_parameter_count():
     """At the bench default the counts agree within 1%; the difference is exactly our LU 1x1 conv
     (2C^2 + C against TFP's C^2) and our learned top prior (2 x top latent)."""
-    from tfp_glow import baselines
     from tfp_glow.models import count_parameters, glow
     ours = count_parameters(glow((28, 28, 1), levels=2, steps=4, hidden_channels=400, coupling="affine"))
-    theirs = baselines.count_parameters(baselines.tfp_glow((28, 28, 1), levels=2, steps=4, hidden=400))
+    theirs = baselines_tfp.count_parameters(baselines_tfp.tfp_glow((28, 28, 1), levels=2, steps=4, hidden=400))
     assert ours == 1_547_292
     assert theirs == 1_546_140
     assert abs(ours - theirs) / theirs < 0.01
@@ -108,29 +109,27 @@ def test_tfp_glow_matches_our_parameter_count():
 
 def test_tfp_glow_trains_with_a_tape_step_and_rejects_bad_shapes():
     import tensorflow as tf
-    from tfp_glow import baselines
     with pytest.raises(ValueError, match="divisible by 4"):
-        baselines.tfp_glow((10, 10, 1), levels=2)
+        baselines_tfp.tfp_glow((10, 10, 1), levels=2)
     with pytest.raises(ValueError, match="coupling"):
-        baselines.tfp_glow((8, 8, 1), coupling="multiplicative")
-    dist = baselines.tfp_glow((8, 8, 1), levels=2, steps=1, hidden=8, coupling="additive")
+        baselines_tfp.tfp_glow((8, 8, 1), coupling="multiplicative")
+    dist = baselines_tfp.tfp_glow((8, 8, 1), levels=2, steps=1, hidden=8, coupling="additive")
     x = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1)).astype(np.uint8)
-    baselines.initialize_actnorm(dist, x, n_bits=5)
-    step = baselines.make_train_step(dist, baselines.make_optimizer(1e-2), n_bits=5, jit_compile=False)
+    baselines_tfp.initialize_actnorm(dist, x, n_bits=5)
+    step = baselines_tfp.make_train_step(dist, baselines_tfp.make_optimizer(1e-2), n_bits=5, jit_compile=False)
     before = [v.numpy().copy() for v in dist.trainable_variables]
     losses = [float(step(tf.constant(x))) for _ in range(3)]
     assert np.all(np.isfinite(losses))
     assert any(np.any(a != b.numpy()) for a, b in zip(before, dist.trainable_variables))
-    bpd = baselines.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy()
-    np.testing.assert_array_equal(bpd, baselines.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy())
+    bpd = baselines_tfp.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(bpd, baselines_tfp.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy())
 
 
 def test_tfp_realnvp_builds_on_images():
-    from tfp_glow import baselines
-    dist = baselines.tfp_realnvp((8, 8, 1), couplings=2, hidden_units=(16,))
+    dist = baselines_tfp.tfp_realnvp((8, 8, 1), couplings=2, hidden_units=(16,))
     assert dist.event_shape.as_list() == [8, 8, 1]
     # two couplings of MLPs 32 -> 16 -> 64
-    assert baselines.count_parameters(dist) == 2 * (32 * 16 + 16 + 16 * 64 + 64)
+    assert baselines_tfp.count_parameters(dist) == 2 * (32 * 16 + 16 + 16 * 64 + 64)
     z = dist.sample(3, seed=1)
     assert z.shape == (3, 8, 8, 1) and np.all(np.isfinite(dist.log_prob(z).numpy()))
 

@@ -1,4 +1,4 @@
-"""`tfp-glow bench --quality` (`tfp_glow.bench_quality`): our side on a tiny model, the table,
+"""`tfp-glow bench --quality` (`tfp_glow.bench.quality`): our side on a tiny model, the table,
 the missing-PyTorch message, option errors, and the subprocess plumbing without a subprocess.
 
 Nothing here needs torch (CI has none); the PyTorch peer runs in `tfp-glow bench --quality`.
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfp_glow import bench, bench_quality as bq
+from tfp_glow import bench
+from tfp_glow.bench import quality as bq
 
 
 def _cfg(**kw):
@@ -82,8 +83,8 @@ def test_table_marks_an_unavailable_side_and_a_busy_machine():
 def no_torch(monkeypatch):
     """Make `import torch` raise ImportError (and find_spec report it missing)."""
     monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.delitem(sys.modules, "tfp_glow.baselines_torch", raising=False)
-    monkeypatch.delattr("tfp_glow.baselines_torch", raising=False)
+    monkeypatch.delitem(sys.modules, "tfp_glow.bench.baselines_torch", raising=False)
+    monkeypatch.delattr("tfp_glow.bench.baselines_torch", raising=False)
 
 
 def test_missing_torch_is_reported_with_how_to_install(no_torch):
@@ -159,8 +160,8 @@ def test_defaults_are_the_cli_recipe_and_options_override_them():
 def test_child_command_line_round_trips_the_config():
     cfg = _cfg(which="ours,normflows", clip_norm=2.5, warmup_steps=7, learning_rate=3e-4, seed=5)
     argv = bq.child_argv("normflows", cfg)
-    assert argv[:5] == [sys.executable, "-m", "tfp_glow.bench_quality", "--child", "normflows"]
-    args = bq.build_parser().parse_args(argv[3:])
+    assert argv[:6] == [sys.executable, "-m", "tfp_glow.bench", "--quality", "--child", "normflows"]
+    args = bq.build_parser().parse_args(argv[4:])
     back = bq.config_from_args(args)
     assert args.child == "normflows" and back["which"] == ["normflows"]
     for k in ("data", "budget", "levels", "steps", "hidden", "batch_size", "learning_rate", "warmup_steps",
@@ -196,7 +197,7 @@ def test_a_crashing_child_is_a_failed_side_with_its_last_words(monkeypatch):
 
 
 def test_importing_tfp_glow_and_the_bench_does_not_import_torch():
-    code = ("import sys, tfp_glow, tfp_glow.bench, tfp_glow.bench_quality; "
+    code = ("import sys, tfp_glow, tfp_glow.bench, tfp_glow.bench.quality; "
             "print('torch' in sys.modules, 'normflows' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split()[-2:] == ["False", "False"], out.stderr[-500:]

@@ -1,6 +1,6 @@
 """TFP's own `tfb.Glow` and `tfb.RealNVP`, built to match our models, as reference baselines.
 
-These builders exist so the benchmark (`tfp_glow.bench`) and the quality comparison
+These builders exist so the speed benchmark (`tfp_glow.bench`) and the quality comparison
 (`examples/compare_tfp_digits.py`) can put TFP's reference implementations next to ours with
 the same architecture and parameter count.
 

@@ -10,7 +10,7 @@ of TFP's so both see the same machine load:
 - **train step, images/s**: ours is `FlowModel`'s own compiled Keras train function
   (`make_train_function`, what `fit` runs: dequantization noise, `log_prob`, bits/dim loss,
   gradients, Adam, metrics), fed by a `tf.data` iterator. TFP's is a `tf.function`
-  `GradientTape` step doing the same math (`baselines.make_train_step`), because Keras 3
+  `GradientTape` step doing the same math (`baselines_tfp.make_train_step`), because Keras 3
   cannot track `tfb.Glow`'s variables. The figure is `batch / median step time` (robust to
   load spikes from other processes); the min-max range over the timed steps is printed too.
 - **log_prob, images/s**: `log p(x)` of a batch with fixed dequantization noise.
@@ -37,7 +37,7 @@ of TFP's so both see the same machine load:
 subprocess per cell, and stores every finished cell in a JSON file (`--table-out`), so an
 interrupted table resumes where it stopped.
 
-`--quality` hands the rest of the command line to `tfp_glow.bench_quality`: our Glow against
+`--quality` hands the rest of the command line to `tfp_glow.bench.quality`: our Glow against
 PyTorch normflows' Glow, trained for the same wall-clock budget, compared on test bits/dim,
 img/s, non-finite steps and sample finiteness (`tfp-glow bench --quality --help`).
 """
@@ -331,13 +331,13 @@ class Ours:
 
 
 class TFPGlow:
-    """TFP's `tfb.Glow` with a `GradientTape` step (`tfp_glow.baselines`)."""
+    """TFP's `tfb.Glow` with a `GradientTape` step (`tfp_glow.bench.baselines_tfp`)."""
 
     name = "tfp"
 
     def __init__(self, args, x):
         tf = _tf()
-        from tfp_glow import baselines
+        from tfp_glow.bench import baselines_tfp as baselines
         self.dist = baselines.tfp_glow((args.image_size, args.image_size, args.channels), args.levels, args.steps,
                                        args.hidden, args.coupling, seed=0)
         baselines.initialize_actnorm(self.dist, x, args.n_bits)
@@ -806,7 +806,7 @@ def build_parser(prog="tfp-glow bench"):
                    help="JSON file of finished cells; existing cells are skipped (default bench_scaling.json)")
     t.add_argument("--table-redo", action="store_true", help="re-run cells already in --table-out")
     t.add_argument("--cell-timeout", type=int, default=600, help="seconds per cell / subprocess (default 600)")
-    q = p.add_argument_group("quality per wall clock (tfp_glow.bench_quality)")
+    q = p.add_argument_group("quality per wall clock (tfp_glow.bench.quality)")
     q.add_argument("--quality", action="store_true",
                    help="instead: train our Glow and PyTorch normflows' Glow for the same wall-clock budget and "
                         "compare test bits/dim, img/s and sample finiteness; its own options follow "
@@ -819,12 +819,12 @@ def build_parser(prog="tfp-glow bench"):
 def main(argv=None):
     """Entry point of `tfp-glow bench` / `python -m tfp_glow.bench`; returns an exit code.
 
-    With `--quality`, the rest of the command line goes to `tfp_glow.bench_quality.main`.
+    With `--quality`, the rest of the command line goes to `tfp_glow.bench.quality.main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--quality" in argv:
-        from tfp_glow import bench_quality  # only when asked: it starts subprocesses, may use torch
-        return bench_quality.main([a for a in argv if a != "--quality"])
+        from tfp_glow.bench import quality  # only when asked: it starts subprocesses, may use torch
+        return quality.main([a for a in argv if a != "--quality"])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -881,6 +881,3 @@ def _main(args):
                        "matmul_gflops": peak, "conv_floor_img_s": floor, "rss": rss}, f, indent=1, default=str)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

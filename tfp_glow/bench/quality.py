@@ -1,6 +1,6 @@
 """`tfp-glow bench --quality`: our Glow against PyTorch normflows' Glow, quality per wall clock.
 
-Run `tfp-glow bench --quality --help` (or `python -m tfp_glow.bench_quality --help`).
+Run `tfp-glow bench --quality --help` (or `python -m tfp_glow.bench --quality --help`).
 
 Both Glows (L levels, K steps, `hidden` channels, affine sigmoid couplings, LU 1x1 convs) train
 on the same offline images (`digits28`: uint8 28x28x1, 1293 train / 360 test; `photos32`:
@@ -21,7 +21,7 @@ size, Adam learning rate, linear warmup, global-norm clipping and seed, then are
 - a **curve** `(elapsed s, step, mean train bits/dim over the batches since the previous
   point)` every `--curve-every` steps, drawn as `bits_per_dim_vs_time.png`.
 
-Each side runs in its own subprocess (`python -m tfp_glow.bench_quality --child ours|normflows`,
+Each side runs in its own subprocess (`python -m tfp_glow.bench --quality --child ours|normflows`,
 printing one `QUALITY_JSON` line), one after the other, so thread pools and memory do not
 interfere. Results go to `--out` (default `bench_quality/`): `results.json` and the PNG.
 
@@ -194,7 +194,7 @@ def config_from_args(args):
 
 def child_argv(side, cfg):
     """The command line of one side's subprocess, every value explicit."""
-    return [sys.executable, "-m", "tfp_glow.bench_quality", "--child", side, "--data", cfg["data"],
+    return [sys.executable, "-m", "tfp_glow.bench", "--quality", "--child", side, "--data", cfg["data"],
             "--budget", repr(cfg["budget"]), "--levels", str(cfg["levels"]), "--steps", str(cfg["steps"]),
             "--hidden", str(cfg["hidden"]), "--batch-size", str(cfg["batch_size"]),
             "--lr", repr(cfg["learning_rate"]), "--warmup-steps", str(cfg["warmup_steps"]),
@@ -372,10 +372,10 @@ def peer_unavailable():
 
 
 def run_normflows(cfg):
-    """Train normflows' Glow for the budget (`tfp_glow.baselines_torch`); an "unavailable"
-    record if torch or normflows cannot be imported."""
+    """Train normflows' Glow for the budget (`tfp_glow.bench.baselines_torch`); an
+    "unavailable" record if torch or normflows cannot be imported."""
     try:
-        from tfp_glow import baselines_torch
+        from tfp_glow.bench import baselines_torch
     except ImportError as e:
         return {"status": "unavailable", "message": peer_missing_message(str(e))}
     train_x, _ = data_lib.get_source(cfg["data"], "train")
@@ -591,6 +591,3 @@ def main(argv=None):
     failed = [s for s, r in results.items() if r.get("status") == "failed"]
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
