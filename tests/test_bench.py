@@ -7,14 +7,14 @@ speed.
 import numpy as np
 import pytest
 
-from tfp_glow.bench import baselines_tfp
-from tfp_glow.bench import speed as bench
+from tfp_glow import bench
+from tfp_glow.bench import baselines_tfp, config
 
 
 # ------------------------------------------------------------------------------ analytics
 def test_level_shapes():
-    assert bench.level_shapes(28, 1, 2) == [(14, 14, 4), (7, 7, 8)]
-    assert bench.level_shapes(64, 3, 3) == [(32, 32, 12), (16, 16, 24), (8, 8, 48)]
+    assert config.level_shapes(28, 1, 2) == [(14, 14, 4), (7, 7, 8)]
+    assert config.level_shapes(64, 3, 3) == [(32, 32, 12), (16, 16, 24), (8, 8, 48)]
 
 
 def test_train_flops_of_the_default_glow():
@@ -23,19 +23,19 @@ def test_train_flops_of_the_default_glow():
     l0 = 2 * 14 * 14 * (9 * 2 * 400 + 400 * 400 + 9 * 400 * 4 + 4 * 4)
     l1 = 2 * 7 * 7 * (9 * 4 * 400 + 400 * 400 + 9 * 400 * 8 + 8 * 8)
     prior = 2 * 14 * 14 * 9 * 2 * 4
-    f = bench.train_flops_per_image(28, 1, 2, 4, 400, "affine")
+    f = config.train_flops_per_image(28, 1, 2, 4, 400, "affine")
     assert f["forward"] == 4 * l0 + 4 * l1 + prior
     assert f["train"] == 3 * f["forward"]
     assert 1.05e9 < f["train"] < 1.15e9  # "about 1.1 GFLOP per training image" (issue 5)
-    additive = bench.train_flops_per_image(28, 1, 2, 4, 400, "additive")
+    additive = config.train_flops_per_image(28, 1, 2, 4, 400, "additive")
     assert additive["forward"] < f["forward"]
 
 
 def test_memory_estimate_scales_and_recompute_saves():
-    none = bench.estimate_train_bytes(28, 1, 2, 4, 400, 64)
-    assert bench.estimate_train_bytes(28, 1, 2, 4, 400, 128) == pytest.approx(2 * none, rel=1e-6)
-    assert bench.estimate_train_bytes(28, 1, 2, 32, 400, 64, "step") < bench.estimate_train_bytes(
-        28, 1, 2, 32, 400, 64, "level") < bench.estimate_train_bytes(28, 1, 2, 32, 400, 64)
+    none = config.estimate_train_bytes(28, 1, 2, 4, 400, 64)
+    assert config.estimate_train_bytes(28, 1, 2, 4, 400, 128) == pytest.approx(2 * none, rel=1e-6)
+    assert config.estimate_train_bytes(28, 1, 2, 32, 400, 64, "step") < config.estimate_train_bytes(
+        28, 1, 2, 32, 400, 64, "level") < config.estimate_train_bytes(28, 1, 2, 32, 400, 64)
     # the default configuration fits comfortably; a measured peak is about 250 MB
     assert 100 * 2**20 < none < 1 * 2**30
 
