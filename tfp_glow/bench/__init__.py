@@ -17,7 +17,8 @@ sampling or serving a model needs:
 - `scaling`: `--scaling-table`, our model alone over depth x image size, one subprocess per
   cell.
 - `quality`: `--quality`, our Glow against PyTorch normflows' Glow for the same wall-clock
-  budget.
+  budget. `quality` is the parent, `quality_config` the options, `quality_sides` what each
+  child process runs and `quality_report` the table and plot.
 - `baselines_tfp`: TFP's `tfb.Glow` and `tfb.RealNVP` rebuilt to match our models (with TFP's
   bundled `tf_keras`). `speed` and `examples/compare_tfp_digits.py` use it.
 - `baselines_torch`: the PyTorch peer, normflows' Glow trained for a wall-clock budget.
@@ -30,12 +31,12 @@ runs), so `import tfp_glow` never loads it. Inside it, imports sit at the top of
 and point one way (`cli` also imports most of them directly); no submodule imports this
 `__init__`:
 
-    cli -> quality
+    cli -> quality -> quality_sides, quality_report -> quality_config
     cli -> scaling -> rss -> speed -> baselines_tfp, config
     cli -> profile -> speed;  cli -> report -> config
 
 `torch` and `normflows` are imported by `baselines_torch` alone, and only
-`quality.run_normflows` imports that, inside the normflows child process. So neither
+`quality_sides.run_normflows` imports that, inside the normflows child process. So neither
 `import tfp_glow` nor `import tfp_glow.bench` loads torch, and without torch the peer is
 reported as unavailable.
 
