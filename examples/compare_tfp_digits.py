@@ -6,7 +6,8 @@ Four models, one run, one table:
 |----------------|--------------------------------------------------------------------------------|
 | ours glow      | `FlowModel(glow(8x8x1, levels=2, steps=4, hidden_channels=128))`, Keras `fit`     |
 | tfb.Glow       | `tfb.Glow(output_shape=[8,8,1], num_glow_blocks=2, num_steps_per_block=4,       |
-|                | GlowDefaultNetwork(num_hidden=128), GlowDefaultExitNetwork)` (tfp_glow.baselines) |
+|                | GlowDefaultNetwork(num_hidden=128), GlowDefaultExitNetwork)`                    |
+|                | (tfp_glow.bench.baselines_tfp)                                                   |
 | ours realnvp   | `FlowModel(realnvp(8x8x1, levels=2, couplings_per_stage=3, hidden=64))`         |
 | tfb.RealNVP    | 10 `tfb.RealNVP` couplings (as many as ours) on the flattened image, MLP         |
 |                | conditioners whose width is solved so the parameter count matches ours           |
@@ -40,7 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfp_glow import baselines  # noqa: E402
+from tfp_glow.bench import baselines_tfp  # noqa: E402
 from tfp_glow import data as data_lib  # noqa: E402
 from tfp_glow.models import FlowConfig, count_parameters  # noqa: E402
 from tfp_glow.training import FlowModel  # noqa: E402
@@ -156,14 +157,14 @@ class TFP:
     def __init__(self, name, dist, args):
         self.name = name
         self.dist = dist
-        self.params = baselines.count_parameters(dist)
+        self.params = baselines_tfp.count_parameters(dist)
         self.args = args
 
     def initialize(self, x):
-        baselines.initialize_actnorm(self.dist, x, self.args.n_bits)
-        self.optimizer = baselines.make_optimizer(self.args.lr)
-        self.step = baselines.make_train_step(self.dist, self.optimizer, self.args.n_bits,
-                                              jit_compile=self.args.tfp_xla == "on")
+        baselines_tfp.initialize_actnorm(self.dist, x, self.args.n_bits)
+        self.optimizer = baselines_tfp.make_optimizer(self.args.lr)
+        self.step = baselines_tfp.make_train_step(self.dist, self.optimizer, self.args.n_bits,
+                                                  jit_compile=self.args.tfp_xla == "on")
         self._log_prob = tf.function(lambda x: self.dist.log_prob(x))
 
     def log_prob(self, x_pre):
@@ -206,8 +207,8 @@ def build(name, args):
                                                          hidden_channels=args.glow_hidden)), args)
     if name == "tfp-glow":
         tf.random.set_seed(args.seed)
-        return TFP(name, baselines.tfp_glow(shape, levels=2, steps=args.glow_steps, hidden=args.glow_hidden,
-                                            seed=args.seed), args)
+        return TFP(name, baselines_tfp.tfp_glow(shape, levels=2, steps=args.glow_steps, hidden=args.glow_hidden,
+                                                seed=args.seed), args)
     ours_rnvp = FlowConfig("realnvp", shape, dict(levels=2, couplings_per_stage=3, hidden=args.realnvp_hidden))
     if name == "ours-realnvp":
         return Ours(name, ours_rnvp, args)
@@ -215,8 +216,8 @@ def build(name, args):
     couplings = 3 + 3 + 4  # as many couplings as ours (two levels: 3 checkerboard + 3 channel, then 4)
     width = realnvp_mlp_width(target, couplings)
     tf.random.set_seed(args.seed)
-    return TFP(name, baselines.tfp_realnvp(shape, couplings=couplings, hidden_units=(width, width),
-                                           seed=args.seed), args)
+    return TFP(name, baselines_tfp.tfp_realnvp(shape, couplings=couplings, hidden_units=(width, width),
+                                               seed=args.seed), args)
 
 
 # ------------------------------------------------------------------------------- run

@@ -1,4 +1,5 @@
-"""`tfp_glow.bench` and `tfp_glow.baselines`: analytic counts, bad input, a tiny end-to-end run.
+"""`tfp_glow.bench` and `tfp_glow.bench.baselines_tfp`: analytic counts, bad input, a tiny
+end-to-end run.
 
 The benchmark itself is a command (`tfp-glow bench`), not a timed test: nothing here asserts a
 speed.
@@ -7,12 +8,13 @@ import numpy as np
 import pytest
 
 from tfp_glow import bench
+from tfp_glow.bench import baselines_tfp, config
 
 
 # ------------------------------------------------------------------------------ analytics
 def test_level_shapes():
-    assert bench.level_shapes(28, 1, 2) == [(14, 14, 4), (7, 7, 8)]
-    assert bench.level_shapes(64, 3, 3) == [(32, 32, 12), (16, 16, 24), (8, 8, 48)]
+    assert config.level_shapes(28, 1, 2) == [(14, 14, 4), (7, 7, 8)]
+    assert config.level_shapes(64, 3, 3) == [(32, 32, 12), (16, 16, 24), (8, 8, 48)]
 
 
 def test_train_flops_of_the_default_glow():
@@ -21,19 +23,19 @@ def test_train_flops_of_the_default_glow():
     l0 = 2 * 14 * 14 * (9 * 2 * 400 + 400 * 400 + 9 * 400 * 4 + 4 * 4)
     l1 = 2 * 7 * 7 * (9 * 4 * 400 + 400 * 400 + 9 * 400 * 8 + 8 * 8)
     prior = 2 * 14 * 14 * 9 * 2 * 4
-    f = bench.train_flops_per_image(28, 1, 2, 4, 400, "affine")
+    f = config.train_flops_per_image(28, 1, 2, 4, 400, "affine")
     assert f["forward"] == 4 * l0 + 4 * l1 + prior
     assert f["train"] == 3 * f["forward"]
     assert 1.05e9 < f["train"] < 1.15e9  # "about 1.1 GFLOP per training image" (issue 5)
-    additive = bench.train_flops_per_image(28, 1, 2, 4, 400, "additive")
+    additive = config.train_flops_per_image(28, 1, 2, 4, 400, "additive")
     assert additive["forward"] < f["forward"]
 
 
 def test_memory_estimate_scales_and_recompute_saves():
-    none = bench.estimate_train_bytes(28, 1, 2, 4, 400, 64)
-    assert bench.estimate_train_bytes(28, 1, 2, 4, 400, 128) == pytest.approx(2 * none, rel=1e-6)
-    assert bench.estimate_train_bytes(28, 1, 2, 32, 400, 64, "step") < bench.estimate_train_bytes(
-        28, 1, 2, 32, 400, 64, "level") < bench.estimate_train_bytes(28, 1, 2, 32, 400, 64)
+    none = config.estimate_train_bytes(28, 1, 2, 4, 400, 64)
+    assert config.estimate_train_bytes(28, 1, 2, 4, 400, 128) == pytest.approx(2 * none, rel=1e-6)
+    assert config.estimate_train_bytes(28, 1, 2, 32, 400, 64, "step") < config.estimate_train_bytes(
+        28, 1, 2, 32, 400, 64, "level") < config.estimate_train_bytes(28, 1, 2, 32, 400, 64)
     # the default configuration fits comfortably; a measured peak is about 250 MB
     assert 100 * 2**20 < none < 1 * 2**30
 
@@ -95,10 +97,9 @@ def test_help_lists_every_option(capsys):
 def test_tfp_glow_matches_our_parameter_count():
     """At the bench default the counts agree within 1%; the difference is exactly our LU 1x1 conv
     (2C^2 + C against TFP's C^2) and our learned top prior (2 x top latent)."""
-    from tfp_glow import baselines
     from tfp_glow.models import count_parameters, glow
     ours = count_parameters(glow((28, 28, 1), levels=2, steps=4, hidden_channels=400, coupling="affine"))
-    theirs = baselines.count_parameters(baselines.tfp_glow((28, 28, 1), levels=2, steps=4, hidden=400))
+    theirs = baselines_tfp.count_parameters(baselines_tfp.tfp_glow((28, 28, 1), levels=2, steps=4, hidden=400))
     assert ours == 1_547_292
     assert theirs == 1_546_140
     assert abs(ours - theirs) / theirs < 0.01
@@ -108,29 +109,27 @@ def test_tfp_glow_matches_our_parameter_count():
 
 def test_tfp_glow_trains_with_a_tape_step_and_rejects_bad_shapes():
     import tensorflow as tf
-    from tfp_glow import baselines
     with pytest.raises(ValueError, match="divisible by 4"):
-        baselines.tfp_glow((10, 10, 1), levels=2)
+        baselines_tfp.tfp_glow((10, 10, 1), levels=2)
     with pytest.raises(ValueError, match="coupling"):
-        baselines.tfp_glow((8, 8, 1), coupling="multiplicative")
-    dist = baselines.tfp_glow((8, 8, 1), levels=2, steps=1, hidden=8, coupling="additive")
+        baselines_tfp.tfp_glow((8, 8, 1), coupling="multiplicative")
+    dist = baselines_tfp.tfp_glow((8, 8, 1), levels=2, steps=1, hidden=8, coupling="additive")
     x = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1)).astype(np.uint8)
-    baselines.initialize_actnorm(dist, x, n_bits=5)
-    step = baselines.make_train_step(dist, baselines.make_optimizer(1e-2), n_bits=5, jit_compile=False)
+    baselines_tfp.initialize_actnorm(dist, x, n_bits=5)
+    step = baselines_tfp.make_train_step(dist, baselines_tfp.make_optimizer(1e-2), n_bits=5, jit_compile=False)
     before = [v.numpy().copy() for v in dist.trainable_variables]
     losses = [float(step(tf.constant(x))) for _ in range(3)]
     assert np.all(np.isfinite(losses))
     assert any(np.any(a != b.numpy()) for a, b in zip(before, dist.trainable_variables))
-    bpd = baselines.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy()
-    np.testing.assert_array_equal(bpd, baselines.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy())
+    bpd = baselines_tfp.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(bpd, baselines_tfp.make_eval_fn(dist, n_bits=5)(tf.constant(x)).numpy())
 
 
 def test_tfp_realnvp_builds_on_images():
-    from tfp_glow import baselines
-    dist = baselines.tfp_realnvp((8, 8, 1), couplings=2, hidden_units=(16,))
+    dist = baselines_tfp.tfp_realnvp((8, 8, 1), couplings=2, hidden_units=(16,))
     assert dist.event_shape.as_list() == [8, 8, 1]
     # two couplings of MLPs 32 -> 16 -> 64
-    assert baselines.count_parameters(dist) == 2 * (32 * 16 + 16 + 16 * 64 + 64)
+    assert baselines_tfp.count_parameters(dist) == 2 * (32 * 16 + 16 + 16 * 64 + 64)
     z = dist.sample(3, seed=1)
     assert z.shape == (3, 8, 8, 1) and np.all(np.isfinite(dist.log_prob(z).numpy()))
 

@@ -1,4 +1,4 @@
-"""`tfp-glow bench --quality` (`tfp_glow.bench_quality`): our side on a tiny model, the table,
+"""`tfp-glow bench --quality` (`tfp_glow.bench.quality`): our side on a tiny model, the table,
 the missing-PyTorch message, option errors, and the subprocess plumbing without a subprocess.
 
 Nothing here needs torch (CI has none); the PyTorch peer runs in `tfp-glow bench --quality`.
@@ -11,13 +11,14 @@ import sys
 import numpy as np
 import pytest
 
-from tfp_glow import bench, bench_quality as bq
+from tfp_glow import bench
+from tfp_glow.bench import quality, quality_config, quality_report, quality_sides
 
 
 def _cfg(**kw):
     base = dict(data="digits28", budget=4.0, levels=2, steps=1, hidden=8, curve_every=5, which="ours")
     base.update(kw)
-    return bq.resolve_config(**base)
+    return quality_config.resolve_config(**base)
 
 
 def _ok(**kw):
@@ -32,7 +33,7 @@ def _ok(**kw):
 # ------------------------------------------------------------------------------- our side
 def test_ours_child_trains_a_tiny_glow_for_the_budget_and_measures_it():
     cfg = _cfg()
-    r = bq.run_child("ours", cfg)
+    r = quality_sides.run_child("ours", cfg)
     assert r["status"] == "ok"
     assert math.isfinite(r["test_bpd"]) and 0 < r["test_bpd"] < 9.0
     assert r["steps"] > 0 and r["img_per_s"] > 0
@@ -54,8 +55,8 @@ def test_ours_child_trains_a_tiny_glow_for_the_budget_and_measures_it():
 # ----------------------------------------------------------------------------- the table
 def test_table_shows_both_sides_and_formats_values():
     cfg = _cfg(which="ours,normflows")
-    text = bq.format_table({"ours": _ok(), "normflows": _ok(test_bpd=float("nan"), nonfinite_steps=0,
-                                                             params=1390248)}, cfg)
+    text = quality_report.format_table({"ours": _ok(), "normflows": _ok(test_bpd=float("nan"), nonfinite_steps=0,
+                                                                         params=1390248)}, cfg)
     lines = text.splitlines()
     assert "ours" in lines[0] and "normflows" in lines[0]
     row = next(l for l in lines if l.startswith("test bits/dim"))
@@ -68,8 +69,8 @@ def test_table_shows_both_sides_and_formats_values():
 
 def test_table_marks_an_unavailable_side_and_a_busy_machine():
     cfg = _cfg(which="ours,normflows")
-    msg = bq.peer_missing_message("missing: torch")
-    text = bq.format_table({"ours": _ok(others_cpu_cores=1.2),
+    msg = quality_sides.peer_missing_message("missing: torch")
+    text = quality_report.format_table({"ours": _ok(others_cpu_cores=1.2),
                             "normflows": {"status": "unavailable", "message": msg}}, cfg)
     row = next(l for l in text.splitlines() if l.startswith("test bits/dim"))
     assert row.split()[-2:] == ["3.912", "unavailable"]
@@ -82,19 +83,19 @@ def test_table_marks_an_unavailable_side_and_a_busy_machine():
 def no_torch(monkeypatch):
     """Make `import torch` raise ImportError (and find_spec report it missing)."""
     monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.delitem(sys.modules, "tfp_glow.baselines_torch", raising=False)
-    monkeypatch.delattr("tfp_glow.baselines_torch", raising=False)
+    monkeypatch.delitem(sys.modules, "tfp_glow.bench.baselines_torch", raising=False)
+    monkeypatch.delattr("tfp_glow.bench.baselines_torch", raising=False)
 
 
 def test_missing_torch_is_reported_with_how_to_install(no_torch):
     with pytest.raises(ImportError):
         import torch  # noqa: F401  (the fixture works)
-    r = bq.run_child("normflows", _cfg(which="normflows"))
+    r = quality_sides.run_child("normflows", _cfg(which="normflows"))
     assert r["status"] == "unavailable"
     for part in ('pip install "tfp_glow[bench]"', "pip install torch normflows", "several GB",
                  "--index-url https://download.pytorch.org/whl/cpu"):
         assert part in r["message"]
-    msg = bq.peer_unavailable()
+    msg = quality_sides.peer_unavailable()
     assert msg is not None and "missing: torch" in msg
 
 
@@ -144,24 +145,24 @@ def test_cli_bad_options_are_error_messages(argv, text, capsys):
 def test_defaults_are_the_cli_recipe_and_options_override_them():
     from tfp_glow import recipes
 
-    d, source = bq.recipe_defaults("digits28")
+    d, source = quality_config.recipe_defaults("digits28")
     r = recipes.recipe_for("image", (28, 28, 1), "glow", "digits28")
     assert (d["levels"], d["steps"], d["hidden"], d["batch_size"]) == (
         r.flow_kwargs["levels"], r.flow_kwargs["steps"], r.flow_kwargs["hidden_channels"], r.batch_size)
     assert (d["learning_rate"], d["warmup_steps"], d["clip_norm"]) == (r.learning_rate, r.warmup_steps, r.clip_norm)
-    assert (d["levels"], bq.recipe_defaults("photos32")[0]["levels"]) == (2, 3)
+    assert (d["levels"], quality_config.recipe_defaults("photos32")[0]["levels"]) == (2, 3)
     assert "recipes" in source
-    args = bq.build_parser().parse_args(["--steps", "2", "--clip-norm", "none"])
-    cfg = bq.config_from_args(args)
+    args = quality_config.build_parser().parse_args(["--steps", "2", "--clip-norm", "none"])
+    cfg = quality_config.config_from_args(args)
     assert cfg["steps"] == 2 and cfg["clip_norm"] is None and cfg["hidden"] == r.flow_kwargs["hidden_channels"]
 
 
 def test_child_command_line_round_trips_the_config():
     cfg = _cfg(which="ours,normflows", clip_norm=2.5, warmup_steps=7, learning_rate=3e-4, seed=5)
-    argv = bq.child_argv("normflows", cfg)
-    assert argv[:5] == [sys.executable, "-m", "tfp_glow.bench_quality", "--child", "normflows"]
-    args = bq.build_parser().parse_args(argv[3:])
-    back = bq.config_from_args(args)
+    argv = quality_config.child_argv("normflows", cfg)
+    assert argv[:6] == [sys.executable, "-m", "tfp_glow.bench", "--quality", "--child", "normflows"]
+    args = quality_config.build_parser().parse_args(argv[4:])
+    back = quality_config.config_from_args(args)
     assert args.child == "normflows" and back["which"] == ["normflows"]
     for k in ("data", "budget", "levels", "steps", "hidden", "batch_size", "learning_rate", "warmup_steps",
               "clip_norm", "seed", "curve_every", "torch_threads"):
@@ -170,16 +171,16 @@ def test_child_command_line_round_trips_the_config():
 
 def test_run_writes_json_and_png_from_the_children(monkeypatch, tmp_path, capsys):
     cfg = _cfg(which="ours,normflows", out=str(tmp_path))
-    lines = {"ours": bq.JSON_TAG + json.dumps(_ok()), "normflows": "noise\n" + bq.JSON_TAG + json.dumps(
-        _ok(test_bpd=3.5, params=99))}
+    tag = quality_config.JSON_TAG
+    lines = {"ours": tag + json.dumps(_ok()), "normflows": "noise\n" + tag + json.dumps(_ok(test_bpd=3.5, params=99))}
 
     def fake_run(argv, **kw):
         side = argv[argv.index("--child") + 1]
         return subprocess.CompletedProcess(argv, 0, stdout=lines[side] + "\n", stderr="")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr(bq, "peer_unavailable", lambda: None)
-    results = bq.run(cfg)
+    monkeypatch.setattr(quality_sides, "peer_unavailable", lambda: None)
+    results = quality.run(cfg)
     assert results["normflows"]["test_bpd"] == 3.5 and results["ours"]["steps"] == 940
     assert "3.500" in capsys.readouterr().out
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -191,12 +192,14 @@ def test_run_writes_json_and_png_from_the_children(monkeypatch, tmp_path, capsys
 def test_a_crashing_child_is_a_failed_side_with_its_last_words(monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(
         argv, 1, stdout="", stderr="Traceback\nRuntimeError: out of memory\n"))
-    r = bq.run_side("ours", _cfg())
+    r = quality.run_side("ours", _cfg())
     assert r["status"] == "failed" and "exit code 1" in r["message"] and "out of memory" in r["message"]
 
 
 def test_importing_tfp_glow_and_the_bench_does_not_import_torch():
-    code = ("import sys, tfp_glow, tfp_glow.bench, tfp_glow.bench_quality; "
+    # `import tfp_glow` does not load the bench at all; the bench, all of it, loads no torch
+    code = ("import sys, tfp_glow; print('tfp_glow.bench' in sys.modules); "
+            "import tfp_glow.bench, tfp_glow.bench.quality_sides, tfp_glow.bench.baselines_tfp; "
             "print('torch' in sys.modules, 'normflows' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split()[-2:] == ["False", "False"], out.stderr[-500:]
+    assert out.stdout.split()[-3:] == ["False", "False", "False"], out.stderr[-500:]

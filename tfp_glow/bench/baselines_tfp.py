@@ -1,6 +1,6 @@
 """TFP's own `tfb.Glow` and `tfb.RealNVP`, built to match our models, as reference baselines.
 
-These builders exist so the benchmark (`tfp_glow.bench`) and the quality comparison
+These builders exist so the speed benchmark (`tfp_glow.bench`) and the quality comparison
 (`examples/compare_tfp_digits.py`) can put TFP's reference implementations next to ours with
 the same architecture and parameter count.
 
@@ -44,21 +44,18 @@ import math
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import tf_keras as tfk  # TFP's bundled Keras 2
+
+from tfp_glow import data as data_lib
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
-
-
-def _tf_keras():
-    from tensorflow_probability.python.internal import tf_keras  # TFP's bundled Keras 2
-    return tf_keras
 
 
 # ------------------------------------------------------------------------------------ Glow
 def additive_glow_network(input_shape, num_hidden=400, kernel_shape=3):
     """`tfb.GlowDefaultNetwork` with `C` outputs instead of `2 C`: TFP's Glow then uses an
     additive coupling (`Shift` only). `tf_keras` layers, last layer zero-initialised."""
-    tfk = _tf_keras()
     kl = tfk.layers
     return tfk.Sequential([
         kl.Input(shape=input_shape),
@@ -120,7 +117,6 @@ class _ShiftAndLogScale:
     `2 tanh(h / 2)` (as our RealNVP), and the last layer starts at zero (identity coupling)."""
 
     def __init__(self, num_masked, output_units, hidden_units, name):
-        tfk = _tf_keras()
         layers = [tfk.layers.Dense(u, activation="relu") for u in hidden_units]
         layers.append(tfk.layers.Dense(2 * output_units, kernel_initializer="zeros", bias_initializer="zeros"))
         self.net = tfk.Sequential(layers, name=name)
@@ -181,7 +177,6 @@ def count_parameters(distribution):
 
 def dequantize_batch(x_uint8, n_bits, seed=None):
     """Our dequantization (`tfp_glow.data`): 8-bit levels -> `n_bits` -> `[-0.5, 0.5)`."""
-    from tfp_glow import data as data_lib
     return data_lib.dequantize(data_lib.reduce_bits(x_uint8, n_bits), n_bits, seed=seed)
 
 
@@ -209,7 +204,7 @@ def initialize_actnorm(distribution, x_uint8, n_bits=8, seed=(1234, 0)):
 
 def make_optimizer(learning_rate=1e-3):
     """`tf_keras` Adam: Keras 3's Adam does not accept the bare `tf.Variable`s of `tfb.Glow`."""
-    return _tf_keras().optimizers.Adam(learning_rate)
+    return tfk.optimizers.Adam(learning_rate)
 
 
 def make_train_step(distribution, optimizer, n_bits=8, jit_compile=True):

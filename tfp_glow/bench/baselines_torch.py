@@ -1,7 +1,7 @@
 """PyTorch peer for the quality bench: normflows' Glow, trained for a wall-clock budget.
 
 Opt-in: this module imports `torch` and `normflows` at import time, and nothing in
-`tfp_glow` imports it except `tfp_glow.bench_quality`'s normflows child process, when asked.
+`tfp_glow` imports it except the normflows child process of `tfp_glow.bench.quality`, when asked.
 Install them with `pip install "tfp_glow[bench]"` (or `pip install torch normflows`; PyTorch
 from PyPI brings several GB of CUDA libraries, the CPU wheel is
 `pip install torch --index-url https://download.pytorch.org/whl/cpu`).

@@ -1,0 +1,55 @@
+"""Benchmarks: `tfp-glow bench`, also `python -m tfp_glow.bench`.
+
+What it holds
+-------------
+Measurements that put our flows next to other implementations, and nothing that training,
+sampling or serving a model needs:
+
+- `cli`: `build_parser` and `main` (argparse), re-exported here. `--quality` hands the rest
+  of the command line to `quality.main`.
+- `config`: option choices, the analytic FLOP and activation-memory counts, and the checks
+  that reject a configuration that cannot run before anything is built.
+- `speed`: our Glow against TFP's `tfb.Glow` with the same architecture, one step of each in
+  turn: train step, log_prob and sampling images/s, first step, allocator peak. It also
+  measures the matmul peak and the convolutions-alone floor. `report` prints its table,
+  `rss` measures peak resident set growth in a fresh process (`--rss`), and `profile` traces
+  a few train steps and lists the top ops (`--profile`).
+- `scaling`: `--scaling-table`, our model alone over depth x image size, one subprocess per
+  cell.
+- `quality`: `--quality`, our Glow against PyTorch normflows' Glow for the same wall-clock
+  budget. `quality` is the parent, `quality_config` the options, `quality_sides` what each
+  child process runs and `quality_report` the table and plot.
+- `baselines_tfp`: TFP's `tfb.Glow` and `tfb.RealNVP` rebuilt to match our models (with TFP's
+  bundled `tf_keras`). `speed` and `examples/compare_tfp_digits.py` use it.
+- `baselines_torch`: the PyTorch peer, normflows' Glow trained for a wall-clock budget.
+
+What it may import
+------------------
+It sits at the top of the package, beside the CLI: it may import anything in `tfp_glow`, and
+no module of the library imports it (`tfp_glow.cli` imports it only when `tfp-glow bench`
+runs), so `import tfp_glow` never loads it. Inside it, imports sit at the top of each module
+and point one way (`cli` also imports most of them directly); no submodule imports this
+`__init__`:
+
+    cli -> quality -> quality_sides, quality_report -> quality_config
+    cli -> scaling -> rss -> speed -> baselines_tfp, config
+    cli -> profile -> speed;  cli -> report -> config
+
+`torch` and `normflows` are imported by `baselines_torch` alone, and only
+`quality_sides.run_normflows` imports that, inside the normflows child process. So neither
+`import tfp_glow` nor `import tfp_glow.bench` loads torch, and without torch the peer is
+reported as unavailable.
+
+Every child process (`--_cell`, `--_rss-child`, `--quality --child SIDE`) runs
+`python -m tfp_glow.bench` and enters through the same `main` as a user.
+"""
+import os
+
+# For the child processes, which inherit the environment and so have these set before TensorFlow
+# and Keras load (in this process `import tfp_glow` has loaded them already).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from tfp_glow.bench.cli import build_parser, main  # noqa: E402
+
+__all__ = ["build_parser", "main"]

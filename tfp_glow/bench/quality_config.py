@@ -1,0 +1,161 @@
+"""`tfp-glow bench --quality`: its options, checked and completed from the CLI's recipes.
+
+`resolve_config` turns the options into the configuration dict both sides get (raising a
+`ValueError` that names the option for a bad one); `child_argv` writes it back as the command
+line of one side's child process, every value explicit.
+"""
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+
+from tfp_glow import recipes
+
+PROG = "tfp-glow bench --quality"
+SIDES = ("ours", "normflows")
+DATA_SHAPES = {"digits28": (28, 28, 1), "photos32": (32, 32, 3)}
+JSON_TAG = "QUALITY_JSON "  # how a child process prints its results dict, on one line
+
+
+def recipe_defaults(data_name):
+    """Architecture and training defaults for `data_name`: `(dict, source)`, the CLI's own
+    (`tfp_glow.recipes.recipe_for`)."""
+    shape = DATA_SHAPES[data_name]
+    r = recipes.recipe_for("image", shape, "glow", data_name)
+    fk = dict(r.flow_kwargs)
+    return dict(levels=int(fk["levels"]), steps=int(fk["steps"]), hidden=int(fk["hidden_channels"]),
+                batch_size=int(r.batch_size), learning_rate=float(r.learning_rate),
+                warmup_steps=int(r.warmup_steps or 0),
+                clip_norm=None if not r.clip_norm else float(r.clip_norm)), "tfp_glow.recipes.recipe_for"
+
+
+def positive_int(value, name):
+    """`value` as an int if it is a positive integer, else a `ValueError` naming option `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; received {value!r}.")
+    return int(value)
+
+
+def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidden=None, batch_size=None,
+                   learning_rate=None, warmup_steps=None, clip_norm=None, seed=0, which=SIDES,
+                   curve_every=10, out="bench_quality", clip_norm_given=False, torch_threads=None):
+    """Check the options and fill the unset ones from the recipe (or fallback); returns a dict.
+
+    `clip_norm=None` means "the default" unless `clip_norm_given` (then it means off).
+
+    Raises:
+      ValueError: with a message naming the option and what it accepts.
+    """
+    if data not in DATA_SHAPES:
+        raise ValueError(f"unknown --data {data!r}; choose from {', '.join(DATA_SHAPES)} (offline image sets).")
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        raise ValueError(f"--budget must be a number of seconds > 0; received {budget!r}.") from None
+    if not math.isfinite(budget) or budget <= 0:
+        raise ValueError(f"--budget must be a number of seconds > 0; received {budget!r}.")
+    if isinstance(which, str):
+        which = [w.strip() for w in which.split(",") if w.strip()]
+    which = list(dict.fromkeys(which))
+    bad = [w for w in which if w not in SIDES]
+    if bad or not which:
+        raise ValueError(f"--which takes a comma-separated subset of {','.join(SIDES)}; received "
+                         f"{','.join(which) if which else 'nothing'}.")
+    defaults, source = recipe_defaults(data)
+    given = dict(levels=levels, steps=steps, hidden=hidden, batch_size=batch_size, learning_rate=learning_rate,
+                 warmup_steps=warmup_steps)
+    cfg = {k: (defaults[k] if v is None else v) for k, v in given.items()}
+    cfg["clip_norm"] = (clip_norm if clip_norm_given or clip_norm is not None else defaults["clip_norm"])
+    for k in ("levels", "steps", "hidden", "batch_size"):
+        cfg[k] = positive_int(cfg[k], "--" + k.replace("_", "-"))
+    if isinstance(cfg["warmup_steps"], bool) or not isinstance(cfg["warmup_steps"], (int, np.integer)) \
+            or cfg["warmup_steps"] < 0:
+        raise ValueError(f"--warmup-steps must be an integer >= 0; received {cfg['warmup_steps']!r}.")
+    if not (isinstance(cfg["learning_rate"], (int, float)) and math.isfinite(cfg["learning_rate"])
+            and cfg["learning_rate"] > 0):
+        raise ValueError(f"--lr must be a number > 0; received {cfg['learning_rate']!r}.")
+    if cfg["clip_norm"] is not None and not (math.isfinite(cfg["clip_norm"]) and cfg["clip_norm"] > 0):
+        raise ValueError(f"--clip-norm must be a number > 0, or 'none' for no clipping; received {cfg['clip_norm']!r}.")
+    shape = DATA_SHAPES[data]
+    f = 2 ** cfg["levels"]
+    if shape[0] % f or shape[1] % f:
+        fit = max(l for l in range(1, 8) if shape[0] % 2 ** l == 0 and shape[1] % 2 ** l == 0)
+        raise ValueError(f"--levels {cfg['levels']} squeezes {cfg['levels']} times and needs the image side "
+                         f"divisible by {f}, but {data} images are {shape[0]}x{shape[1]}; use --levels {fit} or fewer.")
+    positive_int(curve_every, "--curve-every")
+    torch_threads = os.cpu_count() if torch_threads is None else positive_int(torch_threads, "--torch-threads")
+    cfg.update(data=data, shape=list(shape), budget=budget, seed=int(seed), which=which,
+               curve_every=int(curve_every), out=out, torch_threads=int(torch_threads), defaults_source=source)
+    return cfg
+
+
+def _clip_arg(text):
+    if str(text).strip().lower() in ("none", "off", "0", "0.0"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'none'; received {text!r}") from None
+
+
+def build_parser(prog=PROG):
+    """The argparse parser of `tfp-glow bench --quality` (and of its child processes, `--child`)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Quality per wall clock: our Glow (Keras fit) against PyTorch normflows' Glow with the "
+                    "same architecture, data, optimizer and budget. Each side trains in its own subprocess for "
+                    "--budget seconds; the table shows test bits/dim (fixed dequantization noise), img/s, steps, "
+                    "non-finite steps skipped, first-step time, finite samples at T=1.0 and 0.7 and parameter "
+                    "counts. Writes results.json and bits_per_dim_vs_time.png into --out.",
+        epilog="Examples:\n"
+               "  tfp-glow bench --quality --data digits28 --budget 60\n"
+               "  tfp-glow bench --quality --data photos32 --budget 600 --warmup-steps 200 --clip-norm 50\n"
+               "  tfp-glow bench --quality --which ours --budget 30\n"
+               "Defaults of the architecture and training are the CLI's (tfp_glow.recipes). "
+               "The normflows side needs torch and normflows: pip install \"tfp_glow[bench]\".",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="digits28", help=f"image set: {', '.join(DATA_SHAPES)} (default digits28)")
+    p.add_argument("--budget", type=float, default=600.0, help="training seconds per side (default 600)")
+    a = p.add_argument_group("architecture (default: the recipe for --data)")
+    a.add_argument("--levels", type=int, default=None, help="L, levels/squeezes")
+    a.add_argument("--steps", type=int, default=None, help="K, flow steps per level")
+    a.add_argument("--hidden", type=int, default=None, help="coupling network width")
+    t = p.add_argument_group("training (default: the recipe for --data)")
+    t.add_argument("--batch-size", type=int, default=None, help="batch size")
+    t.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    t.add_argument("--warmup-steps", type=int, default=None, help="linear learning-rate warmup steps (0: none)")
+    t.add_argument("--clip-norm", type=_clip_arg, default=argparse.SUPPRESS,
+                   help="global gradient-norm clip, or 'none' for no clipping")
+    t.add_argument("--seed", type=int, default=0, help="seed of both sides (default 0)")
+    r = p.add_argument_group("run")
+    r.add_argument("--which", default=",".join(SIDES), help="sides to run, comma-separated (default ours,normflows)")
+    r.add_argument("--curve-every", type=int, default=10, help="steps between curve points (default 10)")
+    r.add_argument("--out", default="bench_quality", help="output directory (default bench_quality/)")
+    r.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads of the normflows side (default: all CPU cores, os.cpu_count()); "
+                        "on a machine other processes load, 1 can be several times faster")
+    p.add_argument("--child", choices=SIDES, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def config_from_args(args):
+    """`resolve_config` of parsed options (`build_parser`)."""
+    given = hasattr(args, "clip_norm")  # absent: the recipe's default
+    return resolve_config(data=args.data, budget=args.budget, levels=args.levels, steps=args.steps,
+                          hidden=args.hidden, batch_size=args.batch_size, learning_rate=args.lr,
+                          warmup_steps=args.warmup_steps, clip_norm=getattr(args, "clip_norm", None),
+                          clip_norm_given=given, seed=args.seed, which=args.which, curve_every=args.curve_every,
+                          out=args.out, torch_threads=args.torch_threads)
+
+
+def child_argv(side, cfg):
+    """The command line of one side's subprocess, every value explicit."""
+    return [sys.executable, "-m", "tfp_glow.bench", "--quality", "--child", side, "--data", cfg["data"],
+            "--budget", repr(cfg["budget"]), "--levels", str(cfg["levels"]), "--steps", str(cfg["steps"]),
+            "--hidden", str(cfg["hidden"]), "--batch-size", str(cfg["batch_size"]),
+            "--lr", repr(cfg["learning_rate"]), "--warmup-steps", str(cfg["warmup_steps"]),
+            "--clip-norm", "none" if cfg["clip_norm"] is None else repr(cfg["clip_norm"]),
+            "--seed", str(cfg["seed"]), "--curve-every", str(cfg["curve_every"]), "--which", side,
+            "--torch-threads", str(cfg["torch_threads"])]

@@ -1,0 +1,219 @@
+"""What one child process of `tfp-glow bench --quality` runs: one side, trained and measured.
+
+`run_ours` trains our Glow with `FlowModel.fit` under a `WallClockBudget` callback;
+`run_normflows` hands the same configuration to the PyTorch peer
+(`tfp_glow.bench.baselines_torch`), imported here only when that side runs, since it imports
+torch and normflows (an "unavailable" record when they are missing). Both return the same
+JSON-ready results dict.
+"""
+import importlib.util
+import inspect
+import time
+
+import keras
+import numpy as np
+
+from tfp_glow import callbacks as callbacks_lib
+from tfp_glow import data as data_lib
+from tfp_glow import models, training
+
+EVAL_SEED = 1234  # FlowModel's default eval_seed: the fixed test noise of both sides
+TEMPERATURES = (1.0, 0.7)
+N_SAMPLES = 64
+
+PEER_INSTALL_HINT = (
+    'install them with `pip install "tfp_glow[bench]"` (or `pip install torch normflows`; note that '
+    "PyTorch from PyPI brings CUDA libraries of several GB, and the CPU wheel is "
+    "`pip install torch --index-url https://download.pytorch.org/whl/cpu`)")
+
+
+# ---------------------------------------------------------------------------------- our side
+def _finite_fraction(x):
+    x = np.asarray(x)
+    return float(np.isfinite(x.reshape(len(x), -1)).all(axis=1).mean())
+
+
+def compile_ours(model, learning_rate, warmup_steps, clip_norm):
+    """`model.compile` with warmup and clipping where `FlowModel.compile` takes them.
+
+    Returns a note for the report: how the optimizer was set up.
+    """
+    params = inspect.signature(training.FlowModel.compile).parameters
+    if "warmup_steps" in params:
+        # like the peer, never give up on a run of non-finite steps: skip them all and count them
+        extra = {"max_nonfinite_steps": None} if "max_nonfinite_steps" in params else {}
+        model.compile(learning_rate=learning_rate, warmup_steps=warmup_steps, clip_norm=clip_norm, **extra)
+        return "FlowModel.compile(learning_rate, warmup_steps, clip_norm)"
+    model.compile(keras.optimizers.Adam(learning_rate))
+    note = "Adam(lr) (FlowModel.compile takes no warmup_steps/clip_norm yet)"
+    if warmup_steps or clip_norm:
+        note += f": warmup {warmup_steps} and clip {clip_norm} NOT applied to ours"
+    return note
+
+
+class WallClockBudget(keras.callbacks.Callback):
+    """Stops `fit` once `budget_s` seconds have passed since `t0`; records a bits/dim curve.
+
+    Every `curve_every` steps (and after step 1 and the last step) it appends
+    `(elapsed s, step, mean train bits/dim since the previous point)`: it reads the model's
+    `bits_per_dim` metric and then resets that metric alone, so each point averages its window.
+    """
+
+    def __init__(self, budget_s, curve_every=10, t0=None, metric="bits_per_dim"):
+        super().__init__()
+        self.budget_s = float(budget_s)
+        self.curve_every = int(curve_every)
+        self.t0 = t0
+        self.metric = metric
+        self.curve = []
+        self.steps = 0
+        self.first_step_s = None
+        self.t_first_end = None
+        self.t_last_end = None
+        self.last_logs = {}
+
+    def on_train_begin(self, logs=None):
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.steps == 0:
+            self._t_first_begin = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        self.steps += 1
+        self.t_last_end = now
+        if self.steps == 1:
+            self.first_step_s = now - self._t_first_begin
+            self.t_first_end = now
+        elapsed = now - self.t0
+        done = elapsed >= self.budget_s
+        self.last_logs = dict(logs or {})
+        if self.steps == 1 or self.steps % self.curve_every == 0 or done:
+            value = float(self.last_logs.get(self.metric, float("nan")))
+            self.curve.append([elapsed, self.steps, value])
+            for m in self.model.metrics:
+                if m.name == self.metric:
+                    m.reset_state()
+        if done:
+            self.model.stop_training = True
+
+
+def _nonfinite_from(model, logs):
+    """Our non-finite-step count, where the training code reports one (a log or an attribute)."""
+    for key, value in logs.items():
+        k = key.lower().replace("_", "").replace("-", "")
+        if "nonfinite" in k or "skipped" in k:
+            return int(round(float(value)))
+    for attr in ("nonfinite_steps", "skipped_steps", "non_finite_steps"):
+        value = getattr(model, attr, None)
+        if value is not None:
+            try:
+                return int(np.asarray(value))
+            except (TypeError, ValueError):
+                pass
+    return None
+
+
+def run_ours(cfg):
+    """Train our Glow for the budget with `fit` and measure it; returns the results dict."""
+    train_x, _ = data_lib.get_source(cfg["data"], "train")
+    test_x, _ = data_lib.get_source(cfg["data"], "test")
+    shape = tuple(int(d) for d in train_x.shape[1:])
+    keras.utils.set_random_seed(cfg["seed"])
+    t_init = time.perf_counter()
+    model = training.FlowModel(models.FlowConfig(
+        "glow", shape, dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"])), n_bits=8,
+        eval_seed=EVAL_SEED)
+    optimizer_note = compile_ours(model, cfg["learning_rate"], cfg["warmup_steps"], cfg["clip_norm"])
+    ds = data_lib.make_dataset(train_x, cfg["batch_size"], shuffle=True, seed=cfg["seed"], drop_remainder=True,
+                               repeat=True)
+    if not model.is_initialized:  # what fit would do first, here before the clock starts
+        for first in ds.take(1):
+            model.initialize(first)
+    init_s = time.perf_counter() - t_init
+
+    budget = WallClockBudget(cfg["budget"], cfg["curve_every"])
+    budget.t0 = time.perf_counter()
+    stopped = None
+    try:
+        model.fit(ds, epochs=1, steps_per_epoch=10 ** 9, callbacks=[budget], verbose=0, shuffle=False)
+    except callbacks_lib.NonFiniteLossError as e:  # FlowModel gave up on a run of non-finite steps
+        stopped = str(e)
+    if not budget.steps:
+        raise RuntimeError(f"our model did not finish a single training step: {stopped}")
+    steps = budget.steps
+    train_s = budget.t_last_end - budget.t0
+
+    t_eval = time.perf_counter()
+    test = model.evaluate(data_lib.make_dataset(test_x, 256, shuffle=False), return_dict=True, verbose=0)
+    finite = {f"{t:.1f}": _finite_fraction(model.sample(N_SAMPLES, temperature=t, seed=0)) for t in TEMPERATURES}
+    eval_s = time.perf_counter() - t_eval
+    after = budget.t_last_end - budget.t_first_end
+    weights_finite = all(bool(np.isfinite(np.asarray(v)).all()) for v in model.trainable_variables)
+    return {
+        "status": "ok",
+        "test_bpd": float(test["bits_per_dim"]),
+        "img_per_s": steps * cfg["batch_size"] / train_s,
+        "img_per_s_after_first": (steps - 1) * cfg["batch_size"] / after if steps > 1 and after > 0 else None,
+        "steps": steps,
+        "nonfinite_steps": _nonfinite_from(model, budget.last_logs),
+        "first_step_s": budget.first_step_s,
+        "train_s": train_s,
+        "init_s": init_s,
+        "eval_s": eval_s,
+        "finite_samples": finite,
+        "params": models.count_parameters(model.distribution),
+        "curve": budget.curve,
+        "final_train_bpd": budget.curve[-1][2] if budget.curve else None,
+        "weights_finite": weights_finite,
+        "optimizer": optimizer_note,
+        "jit_compile": bool(model.jit_compile),
+        "stopped_early": stopped,
+    }
+
+
+# ---------------------------------------------------------------------------- the torch side
+def peer_missing_message(detail=None):
+    """Why the normflows side cannot run, and how to install what it needs."""
+    msg = "normflows side unavailable: it needs torch and normflows"
+    if detail:
+        msg += f" ({detail})"
+    return msg + "; " + PEER_INSTALL_HINT + "."
+
+
+def peer_unavailable():
+    """`None` if torch and normflows can be found, else the message (without importing them)."""
+    missing = []
+    for name in ("torch", "normflows"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return peer_missing_message(f"missing: {', '.join(missing)}") if missing else None
+
+
+def run_normflows(cfg):
+    """Train normflows' Glow for the budget (`tfp_glow.bench.baselines_torch`); an
+    "unavailable" record if torch or normflows cannot be imported."""
+    try:
+        # here, not at the top: baselines_torch imports torch and normflows, which only this
+        # side's child process may load, and which may be missing
+        from tfp_glow.bench import baselines_torch
+    except ImportError as e:
+        return {"status": "unavailable", "message": peer_missing_message(str(e))}
+    train_x, _ = data_lib.get_source(cfg["data"], "train")
+    test_x, _ = data_lib.get_source(cfg["data"], "test")
+    return baselines_torch.train_for_budget(
+        train_x, test_x, cfg["levels"], cfg["steps"], cfg["hidden"], batch_size=cfg["batch_size"],
+        learning_rate=cfg["learning_rate"], warmup_steps=cfg["warmup_steps"], clip_norm=cfg["clip_norm"],
+        seed=cfg["seed"], budget_s=cfg["budget"], curve_every=cfg["curve_every"], eval_seed=EVAL_SEED,
+        threads=cfg["torch_threads"])
+
+
+def run_child(side, cfg):
+    """One side, in this process: the results dict (never raises for a missing peer)."""
+    return run_ours(cfg) if side == "ours" else run_normflows(cfg)
