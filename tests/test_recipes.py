@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfp_glow import recipes, splits
+from tfp_glow.cli import options
 from tfp_glow.training import FlowModel
 
 
@@ -199,3 +200,9 @@ def test_fixed_splits_and_kinds_of_named_sources():
     assert len(x) == 144 and info.kind == "image" and splits.num_examples(x) == 144
     assert splits.data_kind("moons") == "vector" and splits.data_kind("digits28") == "image"
     assert splits.data_kind("some.npz") == "image"
+
+
+def test_the_parser_s_held_out_fractions_are_the_library_s():
+    # options.py repeats them: the parser must not import TensorFlow, and splits does
+    assert (options.DEFAULT_VAL_FRACTION, options.DEFAULT_TEST_FRACTION) == (
+        splits.DEFAULT_VAL_FRACTION, splits.DEFAULT_TEST_FRACTION)
