@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from tfp_glow import cli
+from tfp_glow import cli, splits
 
 TINY_GLOW = ["--levels", "1", "--steps", "1", "--hidden", "8"]
 
@@ -229,19 +229,19 @@ def test_nan_loss_exits_1_naming_last_checkpoint_then_resumes(tmp_path, monkeypa
 def test_load_split_holds_out_fixed_disjoint_fractions(tmp_path):
     x = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 1), np.uint8)
     only_x = _npz(tmp_path, "only_x.npz", x)
-    parts = {s: cli.load_split(only_x, s)[0] for s in ("train", "validation", "test")}
+    parts = {s: splits.load_split(only_x, s)[0] for s in ("train", "validation", "test")}
     assert [len(parts[s]) for s in ("train", "validation", "test")] == [40, 5, 5]
     ids = {s: set(parts[s][:, 0, 0, 0].tolist()) for s in parts}
     assert not (ids["train"] & ids["validation"]) and not (ids["train"] & ids["test"])
     assert ids["train"] | ids["validation"] | ids["test"] == set(range(50))
-    again = cli.load_split(only_x, "test")[0]
+    again = splits.load_split(only_x, "test")[0]
     np.testing.assert_array_equal(again, parts["test"])  # the same holdout every time
 
     with_test = str(tmp_path / "with_test.npz")
     np.savez(with_test, x=x, test=x[:7])
-    assert len(cli.load_split(with_test, "test")[0]) == 7  # an explicit split is used as is
-    assert len(cli.load_split(with_test, "train")[0]) == 45  # only validation is held out
-    assert len(cli.load_split(with_test, "validation", val_fraction=0.2)[0]) == 10
+    assert len(splits.load_split(with_test, "test")[0]) == 7  # an explicit split is used as is
+    assert len(splits.load_split(with_test, "train")[0]) == 45  # only validation is held out
+    assert len(splits.load_split(with_test, "validation", val_fraction=0.2)[0]) == 10
 
 
 def test_load_split_image_folder(tmp_path):
@@ -251,9 +251,9 @@ def test_load_split_image_folder(tmp_path):
     folder.mkdir()
     for i in range(20):
         Image.fromarray(np.full((4, 4, 3), i * 10, np.uint8)).save(folder / f"{i:02d}.png")
-    x, info = cli.load_split(str(folder), "train")
+    x, info = splits.load_split(str(folder), "train")
     assert x.shape == (16, 4, 4, 3) and info.kind == "image"
-    assert cli.load_split(str(folder), "test")[0].shape == (2, 4, 4, 3)
+    assert splits.load_split(str(folder), "test")[0].shape == (2, 4, 4, 3)
 
 
 def test_stability_options_are_recorded_and_validated(digits_run, tmp_path):

@@ -1,9 +1,27 @@
-"""Defaults per data kind and flow: what `tfp-glow train` uses and the API can reach.
+"""Defaults per data kind and flow, and a model built from them: what `tfp-glow train` does,
+reachable from the API.
 
-`recipe_for(kind, shape, flow, data_name)` returns a `Recipe`: the builder arguments of the
-flow and the training options (epochs, batch, learning rate, warmup, clipping, bit depth).
-The CLI fills every option the user did not give from it; `bench --quality` trains "the CLI
-defaults" from it too.
+    from tfp_glow import data, recipes, splits
+
+    model, recipe = recipes.build_model("digits")              # compiled FlowModel + its Recipe
+    model, recipe = recipes.build_model("moons", "nice", steps=6, learning_rate=3e-4)
+    train_x, _ = splits.load_split("digits", "train")
+    model.fit(data.make_dataset(train_x, recipe.batch_size, repeat=recipe.steps_per_epoch is not None),
+              epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch)
+
+* `recipe_for(kind, shape, flow, data_name, **overrides)` returns a `Recipe`: the builder
+  arguments of the flow and the training options (epochs, batch, learning rate, warmup,
+  clipping, bit depth). Explicit overrides win over the defaults: any `Recipe` field, and the
+  model options of `MODEL_OPTIONS` (`levels`, `steps`, `hidden`, `coupling`, `lu`,
+  `logit_alpha`, `learn_prior`), which it maps onto the flow's builder arguments.
+  An option the flow or the data kind cannot take raises `OptionError` (a `ValueError`).
+* `build_model(data_name, flow=None, **overrides)` builds and compiles a `FlowModel` from the
+  recipe (the data's kind and shape come from `splits.load_split`); the CLI calls it.
+* `default_flow(kind)` and `default_run_dir(flow, data_name)` are the CLI's other defaults.
+
+`tfp-glow train` fills every option the user did not give from here; `bench --quality` trains
+"the CLI defaults" from `recipe_for` too. Imports: training, models, stability, splits (the
+import graph is cli -> bench | recipes -> training -> models -> bijectors, data beside them).
 
 Why these numbers (2 CPU cores; README, Training):
 * Glow on images larger than 8x8: L = 3 (or the most levels dividing H and W), K = 8,
@@ -14,11 +32,21 @@ Why these numbers (2 CPU cores; README, Training):
 * 8x8 digits: 5 bits, 128 hidden, lr 2e-3, 30 epochs of 20 steps, a 50-step warmup.
 """
 import dataclasses
+import os
 from typing import Optional
 
-from tfp_glow import stability
+import keras
+import tensorflow as tf
 
-__all__ = ["Recipe", "recipe_for", "glow_levels"]
+from tfp_glow import splits, stability
+from tfp_glow.models import FlowConfig
+from tfp_glow.training import FlowModel
+
+__all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model", "glow_levels", "default_flow",
+           "default_run_dir"]
+
+FLOWS = ("glow", "realnvp", "nice")
+MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "logit_alpha", "learn_prior")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +72,51 @@ class Recipe:
     warmup_steps: int
     clip_norm: Optional[float]
 
+    def merged(self, **values):
+        """This recipe with every given value in place of its own (`None` = not given; 0 is given).
+
+        Raises:
+          TypeError: a name that is not a `Recipe` field.
+        """
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise TypeError(f"not Recipe fields: {unknown}; expected some of {sorted(fields)}.")
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+class OptionError(ValueError):
+    """An explicit option that the flow or the data kind cannot take.
+
+    Attributes:
+      option: the option's name: one of `MODEL_OPTIONS`, `n_bits`, or `flow` (glow on vectors).
+      flow: the flow.
+      kind: `image` or `vector`.
+      value: the value given.
+    """
+
+    def __init__(self, message, option, flow, kind, value):
+        super().__init__(message)
+        self.option, self.flow, self.kind, self.value = option, flow, kind, value
+
+
+def default_flow(kind):
+    """glow for images, realnvp for vectors."""
+    return "glow" if kind == "image" else "realnvp"
+
+
+def default_run_dir(flow, data_name):
+    """`runs/<flow>-<data>`, the data's name reduced to a file name (`mnist`, `faces` for
+    `path/to/faces.npz`, `NAME` for `tfds:NAME`)."""
+    name = os.fspath(data_name).rstrip("/\\")
+    if name.startswith("tfds:"):
+        name = name[5:]
+    base = os.path.basename(name)
+    if base.lower().endswith(".npz"):
+        base = base[:-4]
+    slug = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in base)
+    return os.path.join("runs", f"{flow}-{slug or 'data'}")
+
 
 def glow_levels(shape):
     """The most levels in (3, 2, 1) whose squeezes divide H and W (`shape = [H, W, C]`)."""
@@ -51,28 +124,7 @@ def glow_levels(shape):
     return next((lv for lv in (3, 2) if h and w and h % 2 ** lv == 0 and w % 2 ** lv == 0), 1)
 
 
-def recipe_for(kind, shape, flow=None, data_name=None):
-    """The default `Recipe` for data of `kind` (`image` or `vector`) and `shape`.
-
-    Args:
-      kind: `"image"` (`shape = [H, W, C]`) or `"vector"` (`shape = [D]`).
-      shape: the shape of one example, Python ints.
-      flow: `glow`, `realnvp`, `nice`, or `None` for the kind's default (glow for images,
-        realnvp for vectors).
-      data_name: the data source's name; `digits` (8x8) has its own schedule.
-
-    Raises:
-      ValueError: an unknown kind or flow, or glow on vectors.
-    """
-    if kind not in ("image", "vector"):
-        raise ValueError(f"kind must be 'image' or 'vector'; received {kind!r}.")
-    image = kind == "image"
-    flow = flow or ("glow" if image else "realnvp")
-    if flow not in ("glow", "realnvp", "nice"):
-        raise ValueError(f"unknown flow {flow!r}; expected glow, realnvp or nice.")
-    if flow == "glow" and not image:
-        raise ValueError(f"glow works on images [H, W, C]; this is vector data of shape {list(shape)}.")
-    shape = tuple(shape)
+def _default_recipe(image, shape, flow, data_name):
     small = image and max(shape[0] or 0, shape[1] or 0) <= 8
     lr, warmup, clip = stability.DEFAULT_LEARNING_RATE, stability.DEFAULT_WARMUP_STEPS, stability.DEFAULT_CLIP_NORM
     if flow == "glow":
@@ -96,3 +148,128 @@ def recipe_for(kind, shape, flow=None, data_name=None):
                       warmup_steps=50, clip_norm=clip)
     return Recipe(flow, kwargs, 8, epochs=10, batch_size=64, steps_per_epoch=None, learning_rate=lr,
                   warmup_steps=warmup, clip_norm=clip)
+
+
+def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, coupling=None, lu=None,
+                 logit_alpha=None, learn_prior=None):
+    """The builder arguments `base` (a recipe's `flow_kwargs`) with the given model options
+    (`recipe_for` has checked that `flow` fits `kind`).
+
+    Args:
+      flow, kind: the flow and the kind of data it models.
+      base: the builder arguments the options change.
+      levels: glow: levels L; realnvp images: scales.
+      steps: glow: steps K per level; realnvp: couplings per stage (images) or in all
+        (vectors); nice: coupling layers.
+      hidden: conditioner width: one channel count (glow, realnvp images), or MLP units as an
+        int (every layer) or a sequence (nice, realnvp vectors).
+      coupling, lu: glow only. logit_alpha, learn_prior: realnvp images only.
+
+    Raises:
+      OptionError: an option that does not apply to the flow and kind, or several channel
+        counts for an image conditioner.
+    """
+    image = kind == "image"
+    given = dict(levels=levels, coupling=coupling, lu=lu, logit_alpha=logit_alpha, learn_prior=learn_prior)
+    applies = {
+        "levels": flow == "glow" or (flow == "realnvp" and image),
+        "coupling": flow == "glow", "lu": flow == "glow",
+        "logit_alpha": flow == "realnvp" and image, "learn_prior": flow == "realnvp" and image,
+    }
+    for opt, ok in applies.items():
+        if given[opt] is not None and not ok:
+            raise OptionError(f"{opt} does not apply to flow {flow} on {kind} data.", opt, flow, kind, given[opt])
+    kw = dict(base)
+    steps_key = {"glow": "steps", "realnvp": "couplings_per_stage", "nice": "couplings"}[flow]
+    for key, value in ((steps_key, steps), ("levels", levels), ("coupling", coupling), ("lu", lu),
+                       ("logit_alpha", logit_alpha)):
+        if value is not None:
+            kw[key] = value
+    if learn_prior:
+        kw["learn_prior"] = True
+    if hidden is not None:
+        hidden = tuple(hidden) if isinstance(hidden, (list, tuple)) else (int(hidden),)
+        if flow == "glow" or (flow == "realnvp" and image):  # one channel count
+            if len(hidden) != 1:
+                raise OptionError(f"hidden for {flow} on images is one channel count; got {hidden}.",
+                                  "hidden", flow, kind, hidden)
+            kw["hidden_channels" if flow == "glow" else "hidden"] = hidden[0]
+        else:  # MLP units: one count for every layer, or the list of them
+            kw["hidden"] = list(hidden) if len(hidden) > 1 else [hidden[0]] * len(base["hidden"])
+    return kw
+
+
+def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
+    """The `Recipe` for data of `kind` (`image` or `vector`) and `shape`, explicit overrides first.
+
+    Args:
+      kind: `"image"` (`shape = [H, W, C]`) or `"vector"` (`shape = [D]`).
+      shape: the shape of one example, Python ints.
+      flow: `glow`, `realnvp`, `nice`, or `None` for the kind's default (glow for images,
+        realnvp for vectors).
+      data_name: the data source's name; `digits` (8x8) has its own schedule.
+      **overrides: model options (`MODEL_OPTIONS`, see `_with_model_options`) and `Recipe` fields
+        (`epochs`, `learning_rate`, `n_bits`, ...; `flow_kwargs` replaces the builder
+        arguments the model options then change). `None` means not given.
+
+    Raises:
+      ValueError: an unknown kind or flow, images of varying size.
+      OptionError: `n_bits` for vectors, glow on vectors, a model option that does not apply
+        to the flow and kind, or several channel counts for an image conditioner.
+      TypeError: an unknown override.
+    """
+    if kind not in ("image", "vector"):
+        raise ValueError(f"kind must be 'image' or 'vector'; received {kind!r}.")
+    image = kind == "image"
+    flow = flow or default_flow(kind)
+    if flow not in FLOWS:
+        raise ValueError(f"unknown flow {flow!r}; expected glow, realnvp or nice.")
+    shape = tuple(shape)
+    options = {k: overrides.pop(k) for k in MODEL_OPTIONS if k in overrides}
+    if not image and overrides.get("n_bits") is not None:
+        raise OptionError("n_bits applies to image data; this is vector data.", "n_bits", flow, kind,
+                          overrides["n_bits"])
+    if any(d is None for d in shape):
+        what = repr(data_name) if data_name else "the data"
+        raise ValueError(f"{what} has images of varying size {list(shape)}; the flows need one fixed size.")
+    if flow == "glow" and not image:
+        raise OptionError(f"glow works on images [H, W, C]; this is vector data of shape {list(shape)}.",
+                          "flow", flow, kind, flow)
+    recipe = _default_recipe(image, shape, flow, data_name).merged(**overrides)
+    return recipe.merged(flow_kwargs=_with_model_options(flow, kind, recipe.flow_kwargs, **options))
+
+
+def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_dir=None, strategy=None,
+                jit_compile="auto", **overrides):
+    """A compiled, untrained `FlowModel` for a data source, and the `Recipe` it follows.
+
+    Args:
+      data_name: a data source, as `splits.load_split` takes it.
+      flow: `glow`, `realnvp`, `nice`, or `None` for the data kind's default.
+      recipe: build this `Recipe` as it is (say, a resumed run's) instead of
+        `recipe_for(..., **overrides)`; then `flow` and overrides must not be given.
+      info: the data's `tfp_glow.data.DataInfo`, if known; else the train split is loaded
+        (`splits.load_split`, with `data_dir`) to learn the data's kind and shape.
+      strategy: a `tf.distribute.Strategy` to build the model under (default: the current one).
+      jit_compile: passed to `FlowModel.compile`.
+      **overrides: as `recipe_for` takes them: model options and `Recipe` fields.
+
+    Returns:
+      `(model, recipe)`: the model compiled with Adam at `recipe.learning_rate`, its warmup and
+      clipping; `recipe.epochs`, `batch_size` and `steps_per_epoch` are for `fit`.
+
+    Raises:
+      ValueError: as `recipe_for` and `splits.load_split` do.
+      TypeError: `recipe` together with `flow` or overrides, or an unknown override.
+    """
+    if recipe is not None and (flow is not None or overrides):
+        raise TypeError("build_model: give either recipe or flow and overrides, not both.")
+    if info is None:
+        _, info = splits.load_split(data_name, "train", data_dir=data_dir)
+    if recipe is None:
+        recipe = recipe_for(info.kind, info.shape, flow, data_name, **overrides)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = FlowModel(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits)
+        model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
+                      clip_norm=recipe.clip_norm or None, jit_compile=jit_compile)
+    return model, recipe

@@ -1,0 +1,79 @@
+"""`tfp-glow`: the command line. It parses and reports; the library decides.
+
+What this subpackage holds:
+
+    __init__.py   main (the console script `tfp-glow`, and `python -m tfp_glow.cli`) and
+                  build_parser
+    options.py    the parser: options, argument types, help texts, CLIError (stdlib only)
+    common.py     what the commands share when they run: open a run, check a split, evaluate
+    train.py      tfp-glow train     sample.py     tfp-glow sample
+    evaluate.py   tfp-glow evaluate  export.py     tfp-glow export
+    bench.py      tfp-glow bench: hands its arguments to tfp_glow.bench.main
+
+The decisions it reports live below it: the defaults per data kind, the explicit options over
+them and the compiled model in `tfp_glow.recipes` (`recipe_for`, `build_model`,
+`default_run_dir`), the held-out splits in `tfp_glow.splits` (`load_split`), run directories
+in `tfp_glow.runs`.
+
+What it may import: anything in tfp_glow; it is the top layer, and nothing imports it except
+the console script. `main` imports a command's module only when that command runs, for
+start-up time: each command module imports TensorFlow at its top, and `tfp-glow --help`
+builds the parser (options.py, standard library only) without it. It is not there to dodge a
+cycle.
+
+    tfp-glow train                      # small Glow on the offline 8x8 digits, a few minutes
+    tfp-glow train --data moons         # RealNVP on 2-D toy data, with density pictures
+    tfp-glow sample runs/glow-digits --temperature 0.7 --out samples.png
+    tfp-glow evaluate runs/glow-digits  # test bits/dim with fixed dequantization noise
+    tfp-glow export runs/glow-digits exported/
+
+Errors in the input (unknown data, data that does not fit the model, bad pixel values, an
+empty data set, a missing run directory) print `error: <message>` to stderr and exit with
+code 2 before any training step; a NaN/inf loss during training exits with code 1.
+"""
+import importlib
+import os
+import sys
+
+from tfp_glow.cli.options import CLIError, build_parser
+
+__all__ = ["main", "build_parser", "CLIError"]
+
+# Library modules an installation may lack, by the command that needs them: (module, message).
+_OPTIONAL = {
+    "export": ("tfp_glow.export", "export is not available in this installation: the module tfp_glow.export "
+                                  "(export_saved_model) is missing."),
+    "bench": ("tfp_glow.bench", "bench is not available in this installation: the module tfp_glow.bench is missing."),
+}
+
+
+def _command(name):
+    """The module of command `name`, imported now that it runs (start-up time, see above)."""
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        module, message = _OPTIONAL.get(name, (None, None))
+        if module and e.name and e.name.startswith(module):
+            raise CLIError(message) from e
+        raise
+
+
+def main(argv=None):
+    """Entry point of `tfp-glow`; returns 0 on success, raises `SystemExit` on errors."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    parser = build_parser()
+    try:
+        if argv and argv[0] == "bench":  # tfp_glow.bench parses its own options
+            rc = _command("bench").run(argv[1:])
+            return rc if isinstance(rc, int) else 0
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        _command(args.command).run(args)
+        return 0
+    except CLIError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2)

@@ -1,0 +1,26 @@
+"""`tfp-glow evaluate RUN_DIR`: bits/dim of a trained run on a split, with fixed dequantization
+noise, so the figure repeats run to run and equals the one `train` printed."""
+import keras
+
+from tfp_glow import runs, splits
+from tfp_glow.cli.common import check_first_batch, evaluate_data, load_run, print_eval
+from tfp_glow.cli.options import CLIError, say
+
+__all__ = ["run"]
+
+
+def run(args):
+    """Evaluates the run on `args.split` of its data (the same held-out split as in training);
+    returns the bits/dim."""
+    model, config = load_run(args.run_dir)
+    data_name = args.data or config["data"]
+    try:
+        x, _ = splits.load_split(data_name, args.split, config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
+                                 config.get("test_fraction", splits.DEFAULT_TEST_FRACTION), args.data_dir)
+        check_first_batch(model, x, args.split)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise CLIError(str(e)) from e
+    model.compile(keras.optimizers.Adam(), jit_compile=False if args.no_xla else "auto")
+    result = evaluate_data(model, x, config.get("eval_batch_size", runs.EVAL_BATCH_SIZE))
+    say(f"{args.split} examples: {splits.num_examples(x)} of {data_name}")
+    return print_eval(args.split, result, model.is_image)

@@ -1,0 +1,28 @@
+"""`tfp-glow sample RUN_DIR`: a PNG grid of samples (images) or a scatter plot (2-D data)."""
+import os
+
+import keras
+
+from tfp_glow import plots
+from tfp_glow.cli.common import load_run
+from tfp_glow.cli.options import CLIError, say
+
+__all__ = ["run"]
+
+
+def run(args):
+    """Samples the run at `args.temperature`; returns the path written."""
+    model, config = load_run(args.run_dir)
+    keras.utils.set_random_seed(args.seed)
+    out = args.out or os.path.join(args.run_dir, f"samples_t{args.temperature:g}_seed{args.seed}.png")
+    if model.is_image:
+        images = model.sample_images(args.n, args.temperature, seed=args.seed)
+        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols)
+    elif tuple(model.event_shape) == (2,):
+        samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
+        plots.plot_samples_2d(samples, out, title=f"{config['flow_config']['flow']} samples (T={args.temperature:g})")
+    else:
+        raise CLIError(f"cannot draw samples of event shape {list(model.event_shape)}; sample works for images "
+                       f"and 2-D vectors.")
+    say(f"wrote {out}")
+    return out

@@ -1,0 +1,296 @@
+"""`tfp-glow train`: reads the options, lets the library decide, trains, and reports.
+
+The decisions are the library's: the held-out splits (`splits.load_split`), the defaults per
+data kind with the explicit options over them (`recipes.recipe_for`), the run directory's
+default name (`recipes.default_run_dir`) and the compiled model (`recipes.build_model`). This
+module reconciles `--resume` with the run's config.json, writes the run directory, and prints.
+
+Input errors raise `CLIError` (exit 2) before any training step; a non-finite loss that stops
+training exits with code 1, naming the last good checkpoint.
+"""
+import dataclasses
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from tfp_glow import callbacks as cb
+from tfp_glow import data as data_lib
+from tfp_glow import distribute, plots, recipes, runs, splits, stability
+from tfp_glow.cli.common import check_first_batch, evaluate_data, print_eval
+from tfp_glow.cli.options import CLIError, say
+from tfp_glow.models import FlowConfig, count_parameters
+
+__all__ = ["run"]
+
+_WHAT = {"train": "training", "validation": "validation", "test": "test"}  # as the errors name the splits
+
+
+@dataclasses.dataclass
+class _Job:
+    """What preparation decided and built: everything training and the report need."""
+
+    data_name: str
+    info: Any  # tfp_glow.data.DataInfo
+    parts: dict  # split -> numpy array or tf.data.Dataset
+    recipe: recipes.Recipe
+    run_dir: str
+    paths: dict
+    strategy: Any
+    chief: bool
+    model: Any = None  # tfp_glow.training.FlowModel
+    ckpt: Optional[cb.FlowCheckpoint] = None
+    initial_epoch: int = 0
+    train_ds: Any = None
+    val_ds: Any = None
+
+    @property
+    def image(self):
+        return self.info.kind == "image"
+
+
+def run(args):
+    """`tfp-glow train` with parsed `args`; returns the test bits/dim."""
+    t_start = time.time()
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        try:  # preparation: any error here is the user's input (exit 2), before any step
+            job = _plan(args)
+            _build(args, job)
+        except (CLIError, ValueError, FileNotFoundError, RuntimeError) as e:
+            raise CLIError(str(e)) from e
+        _fit(args, job)
+        return _finish(args, job, t_start)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+# ------------------------------------------------------------------------------ preparation
+def _plan(args):
+    """The data, the recipe and the run directory, from the options (and a resumed run)."""
+    strategy = distribute.get_strategy(args.strategy)
+    chief = cb.is_chief(strategy)
+    stored = _stored_config(args) if args.resume else None
+    data_name = args.data or "digits"
+    loaded = {split: splits.load_split(data_name, split, args.val_fraction, args.test_fraction, args.data_dir)
+              for split in splits.SPLITS}
+    parts, info = {split: x for split, (x, _) in loaded.items()}, loaded["train"][1]
+    flow = args.flow or recipes.default_flow(info.kind)
+    recipe = _recipe(args, info, data_name, flow, stored)
+    run_dir = args.run_dir or recipes.default_run_dir(flow, data_name)
+    return _Job(data_name, info, parts, recipe, run_dir, runs.run_paths(run_dir), strategy, chief)
+
+
+def _stored_config(args):
+    """The config.json of the run `--resume` continues; fills in the options it fixes."""
+    if args.run_dir is None:
+        data_guess = args.data or "digits"
+        flow_guess = args.flow or recipes.default_flow(splits.data_kind(data_guess))
+        args.run_dir = recipes.default_run_dir(flow_guess, data_guess)
+    stored = runs.load_run_config(args.run_dir)
+    stored_flow = stored["flow_config"]["flow"]
+    if args.flow is not None and args.flow != stored_flow:
+        raise CLIError(f"--resume: the run in {args.run_dir!r} trains {stored_flow}, not {args.flow}.")
+    args.flow = stored_flow
+    args.data = args.data or stored["data"]
+    if args.n_bits is not None and args.n_bits != stored["n_bits"]:
+        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --n-bits {stored['n_bits']}.")
+    for key in ("val_fraction", "test_fraction"):
+        setattr(args, key, stored.get(key, getattr(args, key)))
+    return stored
+
+
+def _recipe(args, info, data_name, flow, stored):
+    """The library's recipe with the explicit options over the resumed run's over the defaults."""
+    shape = tuple(info.shape)
+    try:
+        recipe = recipes.recipe_for(info.kind, shape, flow, data_name, n_bits=args.n_bits,
+                                    **{k: getattr(args, k) for k in recipes.MODEL_OPTIONS})
+    except recipes.OptionError as e:
+        raise CLIError(_option_message(e, data_name, shape)) from e
+    if stored is not None:
+        stored_cfg = FlowConfig.from_dict(stored["flow_config"])
+        given = any(getattr(args, k) is not None for k in recipes.MODEL_OPTIONS)
+        if given and FlowConfig(flow, shape, recipe.flow_kwargs).to_dict() != stored_cfg.to_dict():
+            raise CLIError(f"--resume: the model options differ from the run's config.json "
+                           f"({stored_cfg.to_dict()}); drop them to resume that model.")
+        if tuple(stored_cfg.event_shape) != shape:
+            raise CLIError(f"--resume: {data_name!r} has shape {list(shape)} but the run was trained "
+                           f"on {list(stored_cfg.event_shape)}.")
+        recipe = recipe.merged(flow_kwargs=stored_cfg.kwargs, epochs=stored.get("epochs"),
+                               batch_size=stored.get("batch_size"), learning_rate=stored.get("lr"),
+                               steps_per_epoch=stored.get("steps_per_epoch"),
+                               warmup_steps=stored.get("warmup_steps"), clip_norm=stored.get("clip_norm"))
+    return recipe.merged(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                         steps_per_epoch=args.steps_per_epoch, warmup_steps=args.warmup_steps,
+                         clip_norm=args.clip_norm)
+
+
+def _option_message(e, data_name, shape):
+    """`recipes.OptionError` in the words of the command line (its flags, the data's name)."""
+    if e.option == "flow":
+        return (f"glow works on images [H, W, C]; {data_name!r} is vector data of shape {list(shape)}. "
+                f"Use --flow realnvp or --flow nice.")
+    if e.option == "n_bits":
+        return f"--n-bits applies to image data; {data_name!r} is vector data."
+    if e.option == "hidden":
+        return f"--hidden for {e.flow} on images is one channel count; got {e.value}."
+    return f"--{e.option.replace('_', '-')} does not apply to --flow {e.flow} on {e.kind} data."
+
+
+def _build(args, job):
+    """The compiled model, checked against every split; the datasets; the run directory
+    (cleaned, or restored from with --resume) and its config.json."""
+    keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(args.mixed_precision)
+    job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
+                                            jit_compile=False if args.no_xla else "auto")
+    for split in splits.SPLITS:
+        check_first_batch(job.model, job.parts[split], _WHAT[split])
+    train_x = job.parts["train"]
+    n_train = splits.num_examples(train_x)
+    job.train_ds = data_lib.make_dataset(train_x, recipe.batch_size, shuffle=True, seed=args.seed,
+                                         drop_remainder=n_train is None or n_train >= recipe.batch_size,
+                                         repeat=recipe.steps_per_epoch is not None)
+    job.val_ds = data_lib.make_dataset(job.parts["validation"], runs.EVAL_BATCH_SIZE, shuffle=False)
+
+    if job.chief:
+        os.makedirs(job.run_dir, exist_ok=True)
+        if not args.resume and runs.is_run_dir(job.run_dir):
+            _clean_run_dir(job.run_dir)
+            say(f"note: replacing the previous run in {job.run_dir} (use --resume to continue it)")
+    job.ckpt = cb.FlowCheckpoint(job.paths["checkpoints"])
+    if args.resume:
+        job.initial_epoch = job.ckpt.restore(job.model)
+        if args.lr is not None:  # the checkpoint restored the old learning rate; --lr overrides it
+            job.model.optimizer.learning_rate = (stability.LinearWarmup(recipe.learning_rate, recipe.warmup_steps)
+                                                 if recipe.warmup_steps else recipe.learning_rate)
+        if job.initial_epoch == 0:
+            say(f"note: {job.paths['checkpoints']} has no checkpoint; training {job.run_dir} from the start")
+    if not job.model.is_initialized:
+        # The same deterministic global batch on every worker, identical values on every replica.
+        with job.strategy.scope():
+            distribute.initialize_actnorm_identically(
+                job.model, distribute.global_init_batch(train_x, n=256, seed=args.seed), job.strategy)
+    if job.chief:
+        runs.save_run_config(job.run_dir, job.model, job.data_name, {
+            "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
+            "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
+            "steps_per_epoch": recipe.steps_per_epoch,
+            "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+            "temperature": args.temperature, "strategy": args.strategy,
+            "mixed_precision": args.mixed_precision, "xla": not args.no_xla,
+        })
+
+
+def _clean_run_dir(run_dir):
+    """Removes the artifacts of a previous run (only files a run writes)."""
+    removed = False
+    for name in runs.RUN_ARTIFACTS:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+            removed = True
+        elif os.path.exists(path):
+            os.remove(path)
+            removed = True
+    for name in os.listdir(run_dir):
+        if name.startswith("samples_epoch") and name.endswith(".png"):
+            os.remove(os.path.join(run_dir, name))
+            removed = True
+    return removed
+
+
+# --------------------------------------------------------------------------------- training
+def _count(n):
+    return n if n is not None else "?"
+
+
+def _fit(args, job):
+    """Reports the setup, then `fit` with the run's callbacks; a non-finite loss exits with 1."""
+    recipe, model, strategy = job.recipe, job.model, job.strategy
+    shape_txt = "x".join(str(d) for d in job.info.shape)
+    bits_txt = f", {recipe.n_bits} bits" if job.image else ""
+    n = {split: splits.num_examples(x) for split, x in job.parts.items()}
+    say(f"tfp-glow train: {recipe.flow} on {job.data_name} ({shape_txt}{bits_txt}); examples: "
+        f"{_count(n['train'])} train / {_count(n['validation'])} validation / {_count(n['test'])} test")
+    say(f"model: {recipe.flow} {', '.join(f'{k}={v}' for k, v in recipe.flow_kwargs.items())}; "
+        f"{count_parameters(model.distribution):,} parameters; epochs {recipe.epochs}, batch {recipe.batch_size}, "
+        f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps), clip norm {recipe.clip_norm or 'off'}, "
+        f"xla {'off' if args.no_xla else 'auto'}, strategy {args.strategy} "
+        f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
+    say(f"run dir: {job.run_dir}")
+    callbacks = [cb.NaNGuard(job.paths["checkpoints"]), job.ckpt]
+    if job.chief:
+        callbacks += _chief_callbacks(args, job)
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    if job.initial_epoch >= recipe.epochs:
+        say(f"the run already completed {job.initial_epoch} epoch(s) (--epochs {recipe.epochs}); nothing to train")
+        return
+    if job.initial_epoch:
+        say(f"resuming from epoch {job.initial_epoch} ({job.ckpt.latest})")
+    t_fit = time.time()
+    try:
+        model.fit(job.train_ds, validation_data=job.val_ds, epochs=recipe.epochs, initial_epoch=job.initial_epoch,
+                  steps_per_epoch=recipe.steps_per_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+    except cb.NonFiniteLossError as e:
+        if job.ckpt.latest:
+            hint = f"Resume with: tfp-glow train --resume --run-dir {job.run_dir} (optionally with a lower --lr)."
+        else:
+            hint = "Start again with a lower --lr."
+        print(f"error: {e} {hint}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    say(f"training took {time.time() - t_fit:.1f} s")
+
+
+def _chief_callbacks(args, job):
+    """The callbacks that write files: metrics.csv, TensorBoard logs, sample grids."""
+    paths = job.paths
+    sample_every = args.sample_every or (1 if job.image else max(1, job.recipe.epochs // 6))
+    callbacks = [keras.callbacks.CSVLogger(paths["metrics"], append=args.resume)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(paths["logs"], write_graph=False, update_freq="epoch",
+                                                     profile_batch=0))
+    else:
+        say("note: TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
+    callbacks.append(cb.SampleGrid(job.run_dir, n=args.n_samples, temperature=args.temperature, seed=args.seed,
+                                   every=sample_every,
+                                   data=None if job.image else np.asarray(job.parts["validation"])))
+    return callbacks
+
+
+# ---------------------------------------------------------------------------------- the end
+def _finish(args, job, t_start):
+    """Test bits/dim; on the chief, the final weights, samples, curves (and density)."""
+    model, paths, test_x = job.model, job.paths, job.parts["test"]
+    test_bpd = print_eval("test", evaluate_data(model, test_x, runs.EVAL_BATCH_SIZE), job.image)
+    if job.chief:
+        model.save_weights(paths["weights"])
+        written = [paths["weights"]]
+        if job.image:
+            plots.save_image_grid(paths["samples_final"],
+                                  model.sample_images(args.n_samples, args.temperature, seed=args.seed))
+            written.append(paths["samples_final"])
+        elif tuple(job.info.shape) == (2,):
+            samples = model.sample(2000, temperature=args.temperature, seed=args.seed)
+            plots.plot_samples_2d(samples, paths["samples_final"],
+                                  title=f"{job.recipe.flow} samples (T={args.temperature:g})")
+            plots.plot_density_2d(model, np.asarray(test_x), paths["density"], temperature=1.0, seed=args.seed,
+                                  title=f"{job.recipe.flow} on {job.data_name}")
+            written += [paths["samples_final"], paths["density"]]
+        if os.path.isfile(paths["metrics"]):
+            plots.plot_curves(paths["metrics"], paths["curves"], metric="bits_per_dim" if job.image else "nll")
+            written.append(paths["curves"])
+        if job.ckpt.latest:
+            written.append(job.ckpt.latest)
+        say("wrote:")
+        for p in written:
+            say(f"  {p}")
+    say(f"done in {time.time() - t_start:.1f} s")
+    return test_bpd
