@@ -23,6 +23,7 @@ LAYERS = {
     "tfp_glow.stability": 0,   # warmup, clipping, non-finite steps
     "tfp_glow.networks": 0,    # Keras conditioner networks
     "tfp_glow.plots": 0,       # figures (uses data's to_uint8)
+    "tfp_glow.splits": 0,      # held-out splits of a data source (uses data only)
     "tfp_glow.bijectors": 1,
     "tfp_glow.models": 2,
     "tfp_glow.persistence": 3,  # weight files: compatibility, annotation (needs models only)
