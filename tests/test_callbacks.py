@@ -94,20 +94,21 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, digits):
     ckpt_dir = str(tmp_path / "ckpt")
     model = _model()
     ckpt = cb.FlowCheckpoint(ckpt_dir)
-    guard = cb.NaNGuard(ckpt_dir)
+    guard = cb.NaNGuard(ckpt_dir, max_nonfinite_steps=2)
     model.fit(_dataset(digits), epochs=1, callbacks=[guard, ckpt], verbose=0, shuffle=False)
     good_path = ckpt.latest
     assert good_path.endswith("ckpt-1")
     good = _checkpoint_values(good_path)
     files_before = sorted(os.listdir(ckpt_dir))
 
-    # Force a NaN: the actnorm bias becomes NaN, so the loss is NaN from the first batch.
+    # Force a NaN: the actnorm bias becomes NaN, so the loss is NaN from the first batch; every
+    # step is skipped, and the guard stops after two in a row.
     bias = next(w for w in model.trainable_weights if w.path.endswith("actnorm/bias"))
     bias.assign(tf.fill(bias.shape, float("nan")))
     with pytest.raises(cb.NonFiniteLossError) as info:
         model.fit(_dataset(digits), epochs=3, initial_epoch=1, callbacks=[guard, ckpt], verbose=0, shuffle=False)
     message = str(info.value)
-    assert "nan" in message.lower() and "epoch 2, step 1" in message
+    assert "2 steps in a row" in message and "non-finite" in message and "epoch 2, step 2" in message
     assert good_path in message and "after epoch 1" in message
 
     # The checkpoint directory is untouched and the checkpoint still loads into a fresh model.

@@ -79,7 +79,8 @@ def _child(mode, out_dir, tag):
             model.replica_scaled_loss = opt == "sgd_scaled"
             info[f"{opt}_init_diff"] = D.initialize_actnorm_identically(model, init_batch)
             optimizer = keras.optimizers.Adam(1e-2) if opt == "adam" else keras.optimizers.SGD(1e-1)
-            model.compile(optimizer=optimizer, jit_compile=False)
+            # the plain update rule: no warmup, no clipping (the comparison is about gradient scale)
+            model.compile(optimizer=optimizer, warmup_steps=0, clip_norm=None, jit_compile=False)
         for i, v in enumerate(D.actnorm_variables(model)):
             arrays[f"{opt}_actnorm{i}"] = np.array(v.numpy())
         for i, w in enumerate(model.weights):

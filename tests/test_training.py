@@ -35,13 +35,16 @@ def test_uniform_model_on_the_unit_cube_scores_exactly_n_bits(n_bits):
 def test_fit_on_tf_data_learns_digits_and_evaluation_repeats():
     keras.utils.set_random_seed(0)
     model = training.FlowModel(TINY_GLOW, n_bits=5)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=False)  # XLA: its own test
+    # 4 short epochs (84 steps): no warmup, so the learning rate is 2e-3 from the start
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), warmup_steps=0, jit_compile=False)  # XLA: its own test
     train = data.make_dataset(_digits("train"), 64, seed=0)
     test = data.make_dataset(_digits("test"), 128, shuffle=False)
     before = model.evaluate(test, return_dict=True, verbose=0)["bits_per_dim"]
     history = model.fit(train, epochs=4, verbose=0, validation_data=test)
     after = model.evaluate(test, return_dict=True, verbose=0)
-    assert after["bits_per_dim"] < before - 0.3 and after["bits_per_dim"] < 4.6, (before, after)
+    # 6.56 -> 4.68 bits/dim here (4.5 before the coupling took Glow's direction, which
+    # contracts only on the density pass and starts a little slower on 8x8 digits)
+    assert after["bits_per_dim"] < before - 1.0 and after["bits_per_dim"] < 4.8, (before, after)
     assert set(history.history) >= {"loss", "nll", "bits_per_dim", "val_bits_per_dim"}
     # fixed dequantization noise: the test figure repeats exactly
     assert model.evaluate(test, return_dict=True, verbose=0)["bits_per_dim"] == after["bits_per_dim"]
