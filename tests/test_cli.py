@@ -279,3 +279,28 @@ def test_offline_28x28_and_rgb_sources_train(tmp_path):
         assert rc == 0, out + err
         assert f"on {name} ({shape}, 8 bits)" in out
         assert _figure(out) > 0
+
+
+def test_an_existing_run_is_never_deleted_without_overwrite_and_then_only_its_own_files(tmp_path):
+    """The reproduction of the run-directory issue: a folder with a config.json and a user's
+    own logs/server.log."""
+    proj = tmp_path / "proj"
+    (proj / "logs").mkdir(parents=True)
+    (proj / "config.json").write_text("{}")
+    (proj / "logs" / "server.log").write_text("keep")
+    (proj / "notes.txt").write_text("mine")
+    argv = ["train", "--run-dir", str(proj), *TINY_GLOW, "--epochs", "1", "--no-xla"]
+    err = _expect_error(argv, r"already holds a run.*--resume.*--overwrite")
+    assert str(proj) in err
+    assert (proj / "config.json").read_text() == "{}" and (proj / "logs" / "server.log").read_text() == "keep"
+    rc, out, err = _run(argv + ["--overwrite"])
+    assert rc == 0, out + err
+    assert "--overwrite: removed" in out
+    assert (proj / "logs" / "server.log").read_text() == "keep" and (proj / "notes.txt").read_text() == "mine"
+    assert (proj / "config.json").read_text() != "{}"  # the new run's
+    # a second --overwrite removes the first run's files only, and the user's stay again
+    from tfp_glow import runs
+
+    removed = runs.remove_run_files(str(proj))
+    assert any(p.endswith("ckpt-1.index") for p in removed) and any("tfevents" in p for p in removed)
+    assert sorted(os.listdir(proj)) == ["logs", "notes.txt"] and os.listdir(proj / "logs") == ["server.log"]

@@ -30,7 +30,7 @@ from tfp_glow.training import FlowModel
 
 __all__ = ["RunError", "CONFIG", "CHECKPOINTS", "WEIGHTS", "METRICS", "LOGS", "SAMPLES_FINAL",
            "CURVES", "DENSITY", "RUN_ARTIFACTS", "EVAL_BATCH_SIZE", "run_paths", "save_run_config",
-           "load_run_config", "build_model", "load_run", "is_run_dir"]
+           "load_run_config", "build_model", "load_run", "is_run_dir", "remove_run_files"]
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -64,6 +64,38 @@ def run_paths(run_dir):
         "curves": os.path.join(run_dir, CURVES),
         "density": os.path.join(run_dir, DENSITY),
     }
+
+
+def remove_run_files(run_dir):
+    """Remove what a run wrote into `run_dir`, and nothing else; returns the removed paths.
+
+    Goes: `config.json`, `model.weights.h5`, `metrics.csv`, `samples_final.png`,
+    `samples_epochNNN.png`, `curves.png`, `density.png`, the checkpoint files in
+    `checkpoints/` (`checkpoint`, `ckpt-*`) and TensorBoard event files under `logs/`; then any
+    of those two folders that is left empty. A user's own file anywhere in the folder stays.
+    """
+    run_dir = os.fspath(run_dir)
+    removed = []
+    own = {CONFIG, WEIGHTS, METRICS, SAMPLES_FINAL, CURVES, DENSITY}
+    for name in sorted(os.listdir(run_dir)):
+        if name in own or (name.startswith("samples_epoch") and name.endswith(".png")):
+            path = os.path.join(run_dir, name)
+            if os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+    for sub, ours in ((CHECKPOINTS, lambda f: f == "checkpoint" or f.startswith("ckpt-")),
+                      (LOGS, lambda f: f.startswith("events.out.tfevents"))):
+        top = os.path.join(run_dir, sub)
+        if not os.path.isdir(top):
+            continue
+        for root, dirs, files in os.walk(top, topdown=False):
+            for f in files:
+                if ours(f):
+                    os.remove(os.path.join(root, f))
+                    removed.append(os.path.join(root, f))
+            if not os.listdir(root):
+                os.rmdir(root)
+    return removed
 
 
 def is_run_dir(run_dir):

@@ -190,6 +190,10 @@ def build_parser():
                         "epochs/6 for 2-D data)")
     r = t.add_argument_group("execution")
     r.add_argument("--seed", type=int, default=0, help="random seed (keras.utils.set_random_seed)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --run-dir: removes only the files a run writes "
+                        "(config.json, checkpoints, metrics.csv, TensorBoard events, samples, weights); "
+                        "without it, an existing run is an error")
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its latest checkpoint (model, optimizer, "
                         "epoch); model options come from its config.json")

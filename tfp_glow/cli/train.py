@@ -11,7 +11,6 @@ training exits with code 1, naming the last good checkpoint.
 import dataclasses
 import importlib.util
 import os
-import shutil
 import sys
 import time
 from typing import Any, Optional
@@ -146,6 +145,10 @@ def _option_message(e, data_name, shape):
 def _build(args, job):
     """The compiled model, checked against every split; the datasets; the run directory
     (cleaned, or restored from with --resume) and its config.json."""
+    if job.chief and not args.resume and runs.is_run_dir(job.run_dir) and not args.overwrite:
+        raise CLIError(f"{job.run_dir!r} already holds a run (its config.json). Continue it with --resume, or "
+                       f"replace it with --overwrite, which removes only the files a run writes; or choose "
+                       f"another --run-dir.")
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(args.mixed_precision)
@@ -162,9 +165,10 @@ def _build(args, job):
 
     if job.chief:
         os.makedirs(job.run_dir, exist_ok=True)
-        if not args.resume and runs.is_run_dir(job.run_dir):
-            _clean_run_dir(job.run_dir)
-            say(f"note: replacing the previous run in {job.run_dir} (use --resume to continue it)")
+        if not args.resume and runs.is_run_dir(job.run_dir):  # --overwrite, checked above
+            removed = runs.remove_run_files(job.run_dir)
+            say(f"note: --overwrite: removed the previous run's {len(removed)} files in {job.run_dir}; "
+                f"other files there were kept")
     job.ckpt = cb.FlowCheckpoint(job.paths["checkpoints"])
     if args.resume:
         job.initial_epoch = job.ckpt.restore(job.model)
@@ -187,24 +191,6 @@ def _build(args, job):
             "temperature": args.temperature, "strategy": args.strategy,
             "mixed_precision": args.mixed_precision, "xla": not args.no_xla,
         })
-
-
-def _clean_run_dir(run_dir):
-    """Removes the artifacts of a previous run (only files a run writes)."""
-    removed = False
-    for name in runs.RUN_ARTIFACTS:
-        path = os.path.join(run_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-            removed = True
-        elif os.path.exists(path):
-            os.remove(path)
-            removed = True
-    for name in os.listdir(run_dir):
-        if name.startswith("samples_epoch") and name.endswith(".png"):
-            os.remove(os.path.join(run_dir, name))
-            removed = True
-    return removed
 
 
 # --------------------------------------------------------------------------------- training
