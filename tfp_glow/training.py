@@ -364,7 +364,14 @@ class FlowModel(keras.Model):
           n: Python int.
           temperature: standard deviation `T` of the base distribution.
           seed: int seed for repeatable samples.
+
+        Returns:
+          float32 `[n, *event_shape]`; `n = 0` gives an empty array of that shape.
         """
+        if int(n) < 0:
+            raise ValueError(f"sample: n must be an int >= 0; received {n!r}.")
+        if int(n) == 0:  # convolutions reject an empty batch; nothing to compute anyway
+            return tf.zeros((0, *self.event_shape), tf.float32)
         z = standard_normal(self.latent_shape, scale=temperature).sample(n, seed=seed)
         return self.decode(z)
 
@@ -374,10 +381,17 @@ class FlowModel(keras.Model):
 
     @tf.function(reduce_retracing=True)
     def decode(self, z):
-        """Latent `[N, *latent_shape]` -> data (`bijector.forward`)."""
+        """Latent `[N, *latent_shape]` -> data (`bijector.forward`); `N = 0` gives an empty batch."""
+        empty = tf.zeros((0, *self.event_shape), tf.float32)
+        if z.shape[0] == 0:  # convolutions reject an empty batch
+            return empty
+        if z.shape[0] is None:  # a retraced signature with an unknown batch size
+            return tf.cond(tf.shape(z)[0] > 0, lambda: self.distribution.bijector.forward(z), lambda: empty)
         return self.distribution.bijector.forward(z)
 
     def encode(self, x):
         """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), with the fixed noise."""
+        if getattr(x, "shape", None) is not None and len(x.shape) and x.shape[0] == 0:
+            return tf.zeros((0, *self.latent_shape), tf.float32)
         x_pre = self.preprocess(x, fixed_noise=True)
         return self.distribution.bijector.inverse(x_pre)

@@ -125,6 +125,8 @@ def build_parser():
                     "Run `tfp-glow train` to train a small Glow on the offline 8x8 digits in a few\n"
                     "minutes; `tfp-glow SUBCOMMAND --help` describes each subcommand.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one `error:` line (also TFP_GLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="{train,sample,evaluate,export,bench}")
 
     # ------------------------------------------------------------------------- train

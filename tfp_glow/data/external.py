@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import socket
+import threading
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -184,7 +186,19 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
     import tensorflow_datasets as tfds  # imported lazily (slow import)
 
     try:
-        ds = tfds.load(name, split=split, data_dir=data_dir)
+        prepared = _tfds_prepared(tfds, name, data_dir)
+        if not prepared:
+            # tfds retries an unreachable server for minutes: probe it once, briefly, first
+            reason = probe_network()
+            if reason is not None:
+                raise _Unreachable(
+                    f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r} and cannot be "
+                    f"downloaded: {reason}. Without internet access, use the offline 'digits' data, "
+                    f"pass --data-dir with the prepared data, or your own images with --data path.npz "
+                    f"(or an image folder).")
+        ds = tfds.load(name, split=split, data_dir=data_dir, download=not prepared)
+    except _Unreachable:
+        raise
     except tfds.core.registered.DatasetNotFoundError as e:
         base = name.split("/")[0].split(":")[0]
         try:
@@ -226,3 +240,48 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
         return img[..., None] if add_channel else img
 
     return ds.map(_image, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class _Unreachable(RuntimeError):
+    """The data must be downloaded and the download server does not answer."""
+
+
+#: Where `probe_network` connects (TFDS downloads and its metadata come from Google storage).
+PROBE_ADDRESS = ("storage.googleapis.com", 443)
+
+
+def probe_network(address=None, timeout=3.0):
+    """None if a TCP connection to `address` opens within `timeout` seconds, else the reason.
+
+    The connection (name lookup included, which a socket timeout does not bound) runs in a
+    daemon thread that is abandoned after `timeout`, so this returns within about `timeout`
+    seconds whatever the network does.
+    """
+    host, port = address or PROBE_ADDRESS
+    result = {}
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result["ok"] = True
+        except OSError as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if result.get("ok"):
+        return None
+    if "error" in result:
+        return f"{host}:{port} is unreachable ({result['error']})"
+    return f"{host}:{port} did not answer within {timeout:g} s"
+
+
+def _tfds_prepared(tfds, name, data_dir):
+    """Whether `name` is already prepared in `data_dir` (no download needed); False if unknown."""
+    try:
+        return bool(tfds.builder(name, data_dir=data_dir).is_prepared())
+    except tfds.core.registered.DatasetNotFoundError:
+        raise
+    except Exception:  # a builder that cannot even be made: let tfds.load say why
+        return False
