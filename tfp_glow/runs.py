@@ -35,6 +35,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -56,7 +57,8 @@ __all__ = ["RunError", "CONFIG", "CHECKPOINTS", "WEIGHTS", "METRICS", "LOGS", "S
            "RunLock", "atomic_write", "checkpoint_candidates", "verify_checkpoint", "find_intact_checkpoint",
            "checkpoint_epoch", "restore_newest_intact", "reconcile_metrics", "read_metrics_rows",
            "append_metrics_row", "EpochRecord", "LOCK", "CorruptCheckpointWarning", "NothingToLoadError",
-           "leftover_files", "update_run_config", "save_weights_atomically"]
+           "leftover_files", "update_run_config", "save_weights_atomically",
+           "remove_partial_writes"]
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -122,23 +124,57 @@ def remove_run_files(run_dir):
     removed = []
     own = {CONFIG, WEIGHTS, METRICS, SAMPLES_FINAL, CURVES, DENSITY}
     for name in sorted(os.listdir(run_dir)):
-        if name in own or (name.startswith("samples_epoch") and name.endswith(".png")):
+        if name in own or (name.startswith("samples_epoch") and name.endswith(".png")) or _partial_write(name):
             path = os.path.join(run_dir, name)
             if os.path.isfile(path):
                 os.remove(path)
                 removed.append(path)
-    for sub, ours in ((CHECKPOINTS, lambda f: f == "checkpoint" or f.startswith("ckpt-")),
-                      (LOGS, lambda f: f.startswith("events.out.tfevents"))):
+    # (a killed checkpoint write leaves ckpt-N_temp/part-* files)
+    for sub, ours in ((CHECKPOINTS, lambda r, f: f == "checkpoint" or f.startswith(("ckpt-", "checkpoint.tmp"))
+                       or (f.startswith("part-") and os.path.basename(r).startswith("ckpt-"))),
+                      (LOGS, lambda r, f: f.startswith("events.out.tfevents"))):
         top = os.path.join(run_dir, sub)
         if not os.path.isdir(top):
             continue
         for root, dirs, files in os.walk(top, topdown=False):
             for f in files:
-                if ours(f):
+                if ours(root, f):
                     os.remove(os.path.join(root, f))
                     removed.append(os.path.join(root, f))
             if not os.listdir(root):
                 os.rmdir(root)
+    return removed
+
+
+def _partial_write(name):
+    """Whether `name` (in the run's top folder) is a temp file of a write that was killed."""
+    return (any(name.startswith(f"{own}.tmp") for own in (CONFIG, METRICS))
+            or (name.startswith("model.tmp") and name.endswith(".weights.h5")))
+
+
+def remove_partial_writes(run_dir):
+    """Removes what killed writes left: `checkpoints/ckpt-N_temp/` (TensorFlow writes there,
+    then moves the finished files into place) and the temp files of `atomic_write` and
+    `save_weights_atomically`. Only the run's writer, holding its `RunLock`, may call it.
+    Returns the removed paths."""
+    run_dir = os.fspath(run_dir)
+    removed = []
+    ckpts = os.path.join(run_dir, CHECKPOINTS)
+    if os.path.isdir(ckpts):
+        for name in sorted(os.listdir(ckpts)):
+            path = os.path.join(ckpts, name)
+            if name.startswith("ckpt-") and name.endswith("_temp") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+            elif name.startswith("checkpoint.tmp") and os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+    if os.path.isdir(run_dir):
+        for name in sorted(os.listdir(run_dir)):
+            path = os.path.join(run_dir, name)
+            if _partial_write(name) and os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
     return removed
 
 

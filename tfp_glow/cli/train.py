@@ -248,6 +248,7 @@ def _restore(job, recipe):
     job.model.optimizer.learning_rate = (stability.LinearWarmup(recipe.learning_rate, recipe.warmup_steps)
                                          if recipe.warmup_steps else recipe.learning_rate)
     if job.chief:
+        runs.remove_partial_writes(job.run_dir)
         dropped = runs.reconcile_metrics(job.paths["metrics"], job.initial_epoch)
         if dropped:
             say(f"note: dropped {dropped} row(s) of {job.paths['metrics']} past epoch {job.initial_epoch}, "
