@@ -42,8 +42,8 @@ class MissingExtraError(ImportError):
 def require(module, extra, purpose):
     """`importlib.import_module(module)`, or `MissingExtraError` naming `extra` if it is missing.
 
-    Only a missing `module` itself (or its top-level package) becomes a `MissingExtraError`; a
-    broken installation that fails inside the module raises its own error unchanged.
+    Only a missing top-level package becomes a `MissingExtraError`; an installed package that
+    lacks the submodule (a broken or too old installation) raises its own error unchanged.
 
     Args:
       module: dotted module name, e.g. `"matplotlib.figure"`.
@@ -55,13 +55,14 @@ def require(module, extra, purpose):
     """
     if extra not in EXTRAS:
         raise ValueError(f"unknown extra {extra!r}; known extras: {sorted(EXTRAS)}")
+    top = module.split(".")[0]
     try:
-        return importlib.import_module(module)
+        importlib.import_module(top)
     except ModuleNotFoundError as e:
-        parts = module.split(".")
-        if e.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:
-            raise MissingExtraError(parts[0], extra, purpose) from e
+        if e.name == top:
+            raise MissingExtraError(top, extra, purpose) from e
         raise
+    return importlib.import_module(module)
 
 
 def available(module):

@@ -36,6 +36,7 @@ import os
 import sys
 
 from tfp_glow.cli.options import CLIError, build_parser
+from tfp_glow.extras import MissingExtraError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
@@ -74,6 +75,6 @@ def main(argv=None):
             return 0
         _command(args.command).run(args)
         return 0
-    except CLIError as e:
+    except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2)

@@ -289,7 +289,8 @@ def _resolve_split_key(split: str, available: Sequence[str], source: str, kind: 
     )
 
 
-def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
+def get_source(name: str, split: str = "train", data_dir: Optional[str] = None,
+               image_size: Optional[Tuple[int, int]] = None, grayscale: bool = False):
     """Loads a data source by name: ``(data, DataInfo)``.
 
     ``name`` is resolved in this order:
@@ -315,6 +316,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
       name: source name or path, as above.
       split: split name.
       data_dir: TFDS data directory (TFDS sources only).
+      image_size, grayscale: for image folders only, as :func:`load_image_folder` takes them
+        (the CLI's ``--image-size H W`` and ``--grayscale``).
 
     Returns:
       ``(data, info)``: ``data`` is a numpy array (uint8 ``[N, H, W, C]`` for
@@ -331,6 +334,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
     if not isinstance(name, (str, os.PathLike)):
         raise ValueError(f"data source name must be a string or path; got {name!r}")
     name = os.fspath(name)
+    if (image_size is not None or grayscale) and not os.path.isdir(name):
+        raise ValueError(f"image_size and grayscale apply to image folders only; {name!r} is not a directory")
 
     if name in OFFLINE_IMAGE_NAMES:
         loader = {"digits": load_digits, "digits28": load_digits28, "photos32": load_photos32}[name]
@@ -375,7 +380,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
         subdirs = sorted(d for d in os.listdir(name) if os.path.isdir(os.path.join(name, d)))
         parts = []
         for sub in _resolve_split_key(split, subdirs, name, "sub-folder"):
-            parts.append(load_image_folder(name if sub is None else os.path.join(name, sub)))
+            parts.append(load_image_folder(name if sub is None else os.path.join(name, sub),
+                                           image_size=image_size, grayscale=grayscale))
         x = _concat_images(parts, name)
         return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
 
