@@ -40,6 +40,7 @@ import os
 import sys
 
 from tfp_glow.cli.options import CLIError, build_parser
+from tfp_glow.extras import MissingExtraError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
@@ -119,6 +120,6 @@ def _main(argv):
             return 0
         _command(args.command).run(args)
         return 0
-    except CLIError as e:
+    except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2)

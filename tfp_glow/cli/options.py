@@ -37,8 +37,9 @@ data (--data):
                    validation = the rest of 'train', test = split 'test'.
   PATH.npz         uint8 images under key 'x' ([N, H, W, C] or [N, H, W]); keys 'train',
                    'validation', 'test' are used as those splits when present.
-  DIRECTORY        a folder of .png/.jpg/.bmp images of one size (RGB); sub-folders
-                   'train', 'validation', 'test' are used as splits when present.
+  DIRECTORY        a folder of .png/.jpg/.bmp/.gif images of one size (RGB; --grayscale,
+                   --image-size H W); sub-folders 'train', 'validation', 'test' are used as
+                   splits when present.
   For .npz files and folders without a 'test' / 'validation' split, a fixed random
   test-fraction / val-fraction of the examples (permutation seed 0) is held out.
 """
@@ -144,6 +145,10 @@ def build_parser():
     t.add_argument("--data", default=None,
                    help="data source, see below (default: digits; with --resume: the run's data)")
     t.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory (tfds sources)")
+    t.add_argument("--image-size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
+                   help="image folders: resize every image to H x W (bilinear); without it all must share one size")
+    t.add_argument("--grayscale", action="store_true",
+                   help="image folders: read the images as one channel (BT.601 luma) instead of RGB")
     t.add_argument("--run-dir", default=None, help="output directory (default: runs/<flow>-<data>)")
     t.add_argument("--epochs", type=positive_int, default=None,
                    help="total epochs (with --resume: including those already done; default per data kind)")

@@ -17,7 +17,8 @@ def run(args):
     out = args.out or os.path.join(args.run_dir, f"samples_t{args.temperature:g}_seed{args.seed}.png")
     if model.is_image:
         images = model.sample_images(args.n, args.temperature, seed=args.seed)
-        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols)
+        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols,
+                              title=plots.sample_title(args.temperature))
     elif tuple(model.event_shape) == (2,):
         samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
         plots.plot_samples_2d(samples, out, title=f"{config['flow_config']['flow']} samples (T={args.temperature:g})")

@@ -20,7 +20,7 @@ import numpy as np
 
 from tfp_glow import callbacks as cb
 from tfp_glow import data as data_lib
-from tfp_glow import distribute, plots, recipes, runs, splits, stability
+from tfp_glow import distribute, extras, plots, recipes, runs, splits, stability
 from tfp_glow.cli.common import check_first_batch, evaluate_data, print_eval
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.models import FlowConfig, count_parameters
@@ -82,7 +82,9 @@ def _plan(args):
     chief = cb.is_chief(strategy)
     stored = _stored_config(args) if args.resume else None
     data_name = args.data or "digits"
-    loaded = {split: splits.load_split(data_name, split, args.val_fraction, args.test_fraction, args.data_dir)
+    folder = {"image_size": tuple(args.image_size) if args.image_size else None, "grayscale": args.grayscale}
+    loaded = {split: splits.load_split(data_name, split, args.val_fraction, args.test_fraction, args.data_dir,
+                                       **folder)
               for split in splits.SPLITS}
     parts, info = {split: x for split, (x, _) in loaded.items()}, loaded["train"][1]
     flow = args.flow or recipes.default_flow(info.kind)
@@ -111,6 +113,14 @@ def _stored_config(args):
     args.n_bits = stored["n_bits"]  # the run's bit depth, never the data kind's default
     for key in ("val_fraction", "test_fraction"):
         setattr(args, key, stored.get(key, getattr(args, key)))
+    # An image folder is read as the run first read it (size and colour are its identity).
+    for key in ("image_size", "grayscale"):
+        if stored.get(key) and getattr(args, key) and tuple(np.atleast_1d(stored[key])) != tuple(
+                np.atleast_1d(getattr(args, key))):
+            raise CLIError(f"--resume: the run in {args.run_dir!r} reads its images with "
+                           f"--{key.replace('_', '-')} {stored[key]}.")
+        if stored.get(key):
+            setattr(args, key, stored[key])
     return stored
 
 
@@ -202,6 +212,7 @@ def _build(args, job):
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
         "temperature": args.temperature, "strategy": args.strategy,
         "mixed_precision": args.mixed_precision, "xla": not args.no_xla,
+        "image_size": list(args.image_size) if args.image_size else None, "grayscale": args.grayscale,
     }
     if job.stored is not None:  # kept from the run: when it was created, what its weights file holds
         extra.update({k: job.stored[k] for k in ("created", "weights_epoch") if k in job.stored})
@@ -305,14 +316,28 @@ def _chief_callbacks(args, job):
     sample_every = args.sample_every or (1 if job.image else max(1, job.recipe.epochs // 6))
     callbacks = []
     if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.append(keras.callbacks.TensorBoard(paths["logs"], write_graph=False, update_freq="epoch",
+        log_dir = paths["logs"]
+        callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch",
                                                      profile_batch=0))
     else:
-        say("note: TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
+        say('note: TensorBoard logs skipped: the tensorboard package is not installed '
+            '(pip install "tfp_glow[tensorboard]")')
+    figures = _figures_available(job)
     callbacks.append(cb.SampleGrid(job.run_dir, n=args.n_samples, temperature=args.temperature, seed=args.seed,
-                                   every=sample_every,
-                                   data=None if job.image else np.asarray(job.parts["validation"])))
+                                   every=sample_every, log_dir=log_dir,
+                                   data=None if job.image or not figures else np.asarray(job.parts["validation"])))
     return callbacks
+
+
+def _figures_available(job):
+    """Whether matplotlib (the `plots` extra) can draw the figures; says once what is skipped if not."""
+    if extras.available("matplotlib"):
+        return True
+    if not getattr(job, "_said_no_figures", False):
+        job._said_no_figures = True
+        skipped = "curves.png" if job.image else "the density figures and curves.png"
+        say(f'note: {skipped} skipped: matplotlib is not installed (pip install "tfp_glow[plots]")')
+    return False
 
 
 # ---------------------------------------------------------------------------------- the end
@@ -325,18 +350,20 @@ def _finish(args, job, t_start):
         if job.ckpt.latest:  # which epoch model.weights.h5 holds, for a resume that has only it
             runs.update_run_config(job.run_dir, weights_epoch=runs.checkpoint_epoch(job.ckpt.latest))
         written = [paths["weights"]]
+        figures = _figures_available(job)
         if job.image:
             plots.save_image_grid(paths["samples_final"],
-                                  model.sample_images(args.n_samples, args.temperature, seed=args.seed))
+                                  model.sample_images(args.n_samples, args.temperature, seed=args.seed),
+                                  title=plots.sample_title(args.temperature))
             written.append(paths["samples_final"])
-        elif tuple(job.info.shape) == (2,):
+        elif tuple(job.info.shape) == (2,) and figures:
             samples = model.sample(2000, temperature=args.temperature, seed=args.seed)
             plots.plot_samples_2d(samples, paths["samples_final"],
                                   title=f"{job.recipe.flow} samples (T={args.temperature:g})")
             plots.plot_density_2d(model, np.asarray(test_x), paths["density"], temperature=1.0, seed=args.seed,
                                   title=f"{job.recipe.flow} on {job.data_name}")
             written += [paths["samples_final"], paths["density"]]
-        if os.path.isfile(paths["metrics"]):
+        if os.path.isfile(paths["metrics"]) and figures:
             plots.plot_curves(paths["metrics"], paths["curves"], metric="bits_per_dim" if job.image else "nll")
             written.append(paths["curves"])
         if job.ckpt.latest:
