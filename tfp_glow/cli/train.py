@@ -211,7 +211,7 @@ def _build(args, job):
         "steps_per_epoch": recipe.steps_per_epoch,
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
         "temperature": args.temperature, "strategy": args.strategy,
-        "mixed_precision": args.mixed_precision, "xla": not args.no_xla,
+        "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # as resolved
         "image_size": list(args.image_size) if args.image_size else None, "grayscale": args.grayscale,
     }
     if job.stored is not None:  # kept from the run: when it was created, what its weights file holds
@@ -282,7 +282,7 @@ def _fit(args, job):
     say(f"model: {recipe.flow} {', '.join(f'{k}={v}' for k, v in recipe.flow_kwargs.items())}; "
         f"{count_parameters(model.distribution):,} parameters; epochs {recipe.epochs}, batch {recipe.batch_size}, "
         f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps), clip norm {recipe.clip_norm or 'off'}, "
-        f"xla {'off' if args.no_xla else 'auto'}, strategy {args.strategy} "
+        f"xla {'on' if model.jit_compile else 'off'}, strategy {args.strategy} "
         f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
     say(f"run dir: {job.run_dir}")
     # metrics row -> checkpoint -> config.json, one atomic file after the other (runs.EpochRecord)
