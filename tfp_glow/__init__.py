@@ -24,7 +24,7 @@ _REEXPORTS = {  # name -> the submodule it comes from
     **dict.fromkeys(("ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
                      "LearnedPrior", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
                      "initialize_actnorm"), "bijectors"),
-    **dict.fromkeys(("FlowConfig", "glow", "nice", "realnvp"), "models"),
+    **dict.fromkeys(("FlowConfig", "glow", "maf", "nice", "nsf", "realnvp"), "models"),
     "FlowModel": "training",
 }
 
@@ -32,7 +32,7 @@ __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "FlowConfig", "FlowModel",
     "InvertibleConv1x1", "LearnedPrior", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
     "bijectors", "data", "glow",
-    "initialize_actnorm", "models", "networks", "nice", "realnvp", "training",
+    "initialize_actnorm", "maf", "models", "networks", "nice", "nsf", "realnvp", "training",
 ]
 
 
