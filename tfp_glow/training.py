@@ -18,6 +18,7 @@ from tensorflow.python.framework import config as tf_framework_config
 
 from tfp_glow import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
+from tfp_glow import dequantization as dequantization_lib
 from tfp_glow import export, keras_inputs, persistence, stability
 from tfp_glow import summary as summary_lib
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
@@ -124,6 +125,9 @@ class FlowModel(keras.Model):
       eval_seed: seed of the fixed evaluation noise.
       recompute: `None`, `"step"` or `"level"`: recompute those units' activations in the
         backward pass (`tf.recompute_grad`) so deep models fit in memory (Glow only).
+      dequantization: `"uniform"` (`u ~ U[0, 1)`) or `"variational"` (images only: a learned
+        `q(u | x)`, `dequantization.VariationalDequantizer`, trained jointly; `nll` and
+        `bits_per_dim` are then the variational bound, `+ log q(u | x)`).
       name: Keras name.
 
     Attributes:
@@ -131,7 +135,8 @@ class FlowModel(keras.Model):
         `tf.Variable`s as the Keras weights).
     """
 
-    def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="flow_model", **kwargs):
+    def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="flow_model",
+                 dequantization="uniform", **kwargs):
         kwargs.pop("dtype", None)
         # The flow, its log-dets and the loss stay float32 whatever the global policy;
         # conditioner networks follow the policy (mixed precision) on their own.
@@ -147,6 +152,15 @@ class FlowModel(keras.Model):
         self.latent_shape = tuple(self.distribution.distribution.event_shape.as_list())
         self.recompute = None if recompute in (None, "none") else recompute
         set_recompute(self.distribution.bijector, self.recompute)
+        if dequantization not in dequantization_lib.DEQUANTIZATIONS:
+            raise ValueError(f"dequantization must be one of {dequantization_lib.DEQUANTIZATIONS}; "
+                             f"received {dequantization!r}.")
+        if dequantization == "variational" and n_bits is None:
+            raise ValueError("dequantization='variational' needs image data (n_bits); these are float vectors.")
+        self.dequantization = dequantization
+        self.dequantizer = (dequantization_lib.VariationalDequantizer(self.event_shape, self.n_bits,
+                                                                      name="dequantizer")
+                            if dequantization == "variational" else None)
         # Keras tracks Keras layers only; hand it every layer inside the bijectors.
         self.flow_layers = keras_layers(self.distribution)
         self._actnorm_layers = _actnorms(self.distribution.bijector)
@@ -166,7 +180,7 @@ class FlowModel(keras.Model):
     # ----------------------------------------------------------------- config
     def get_config(self):
         return {"config": self.config_.to_dict(), "n_bits": self.n_bits, "eval_seed": self.eval_seed,
-                "recompute": self.recompute, "name": self.name}
+                "recompute": self.recompute, "name": self.name, "dequantization": self.dequantization}
 
     @classmethod
     def from_config(cls, config):
@@ -220,13 +234,35 @@ class FlowModel(keras.Model):
             seed = tf.random.experimental.stateless_fold_in(seed, ctx.replica_id_in_sync_group)
         return seed
 
-    def log_prob_and_bpd(self, x_pre):
-        """`(log p(x), nll, bits/dim)` per example for preprocessed data `x_pre`."""
+    def dequantize(self, x, fixed_noise=False, seed=None):
+        """`(x_pre, log_q)`: the flow's input and `log q(u | x)` per example (`None` when uniform).
+
+        Uniform: `(preprocess(x, fixed_noise), None)`. Variational: `u ~ q(. | x)` from a base
+        draw that is fresh `U[0, 1)` noise, or `eval_noise()` with `fixed_noise` (at
+        initialisation `q` is uniform and `u` is then that very noise).
+        """
+        if self.dequantizer is None:
+            return self.preprocess(x, fixed_noise=fixed_noise, seed=seed), None
+        levels = data_lib.reduce_bits(x, self.n_bits)
+        if fixed_noise:
+            v = tf.broadcast_to(self.eval_noise(), tf.shape(levels))
+        elif seed is not None:  # the train step's stateless seed (repeatable with and without XLA)
+            v = tf.random.stateless_uniform(tf.shape(levels), seed=seed, dtype=tf.float32)
+        else:
+            v = tf.random.uniform(tf.shape(levels), dtype=tf.float32)
+        u, log_q = self.dequantizer.sample_with_log_prob(levels, v)
+        return data_lib.dequantize(levels, self.n_bits, noise=u), log_q
+
+    def log_prob_and_bpd(self, x_pre, log_q=None):
+        """`(log p(x), nll, bits/dim)` per example for preprocessed data `x_pre`; with
+        `log_q` (variational dequantization) `nll` is the bound `-log p + D n log 2 + log q`."""
         # The lean walk: the same number as `distribution.log_prob`, a much smaller graph.
         log_p = tf.cast(log_prob(self.distribution, x_pre), tf.float32)
         nll = -log_p
         if self.is_image:
             nll = nll + self.num_dims * self.n_bits * math.log(2.0)
+        if log_q is not None:
+            nll = nll + log_q
         return log_p, nll, nll / (self.num_dims * math.log(2.0))
 
     @staticmethod
@@ -246,8 +282,7 @@ class FlowModel(keras.Model):
     # --------------------------------------------------------------- steps
     def call(self, x, training=False):
         """Per-example `log p(x)` of the dequantized data (fixed noise unless `training`)."""
-        x_pre = self.preprocess(x, fixed_noise=not training)
-        return self.log_prob_and_bpd(x_pre)[0]
+        return self.log_prob_and_bpd(*self.dequantize(x, fixed_noise=not training))[0]
 
     @property
     def metrics(self):
@@ -272,7 +307,7 @@ class FlowModel(keras.Model):
         """
         x, _, sample_weight = self._unpack(data)
         with tf.GradientTape() as tape:
-            _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, seed=self.train_noise_seed()))
+            _, nll, bpd = self.log_prob_and_bpd(*self.dequantize(x, seed=self.train_noise_seed()))
             # Keras sums the replicas' gradients: each replica contributes its share of the mean.
             ctx = tf.distribute.get_replica_context()
             replicas = ctx.num_replicas_in_sync if ctx is not None else 1
@@ -323,7 +358,7 @@ class FlowModel(keras.Model):
 
     def test_step(self, data):
         x, _, sample_weight = self._unpack(data)
-        _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, fixed_noise=True))
+        _, nll, bpd = self.log_prob_and_bpd(*self.dequantize(x, fixed_noise=True))
         if sample_weight is None:
             return self._update_metrics(tf.reduce_mean(bpd), nll, bpd)
         sample_weight = _per_example(sample_weight, bpd)
@@ -332,7 +367,7 @@ class FlowModel(keras.Model):
 
     def predict_step(self, data):
         x, _, _ = self._unpack(data)
-        log_p, nll, bpd = self.log_prob_and_bpd(self.preprocess(x, fixed_noise=True))
+        log_p, nll, bpd = self.log_prob_and_bpd(*self.dequantize(x, fixed_noise=True))
         return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
 
     def compile(self, optimizer=None, learning_rate=stability.DEFAULT_LEARNING_RATE,
