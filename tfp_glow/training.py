@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfp_glow import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
 from tfp_glow import export, persistence, stability
+from tfp_glow import labels as labels_lib
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.distribute import multi_worker_safe_logs
@@ -322,6 +323,8 @@ class FlowModel(keras.Model):
         Adds a `callbacks.NaNGuard` (stop after `max_nonfinite_steps` skipped steps in a row)
         unless one is given.
         """
+        if not getattr(self, "num_classes", 0):  # a class-conditional model is a ConditionalFlowModel
+            labels_lib.reject_labels(x, y)
         first = self.check_batch(self._first_batch(x))
         if not self.is_initialized:
             self.initialize(first)
