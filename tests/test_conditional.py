@@ -120,6 +120,14 @@ def test_fit_on_a_dataset_of_image_label_pairs(digits):
     assert int(model.optimizer.iterations) == 3
 
 
+@pytest.fixture(scope="module")
+def fresh():
+    """One untrained model for the bad-input cases: each must leave it untouched."""
+    model = ConditionalFlowModel(CONFIG, n_bits=5)
+    model.compile(keras.optimizers.Adam(1e-3))
+    return model
+
+
 @pytest.mark.parametrize("labels, match", [
     (None, "labels are needed"),
     ("out", "out of range"),
@@ -128,19 +136,18 @@ def test_fit_on_a_dataset_of_image_label_pairs(digits):
     ("onehot", r"shape \[N\]"),
     ("short", "labels for"),
 ])
-def test_bad_labels_fail_before_any_step(digits, labels, match):
+def test_bad_labels_fail_before_any_step(digits, fresh, labels, match):
     x, y, _, _ = digits
     x, y = x[:64], y[:64].copy()
     bad = {None: None, "out": np.where(np.arange(64) == 3, K, y), "neg": y - 1, "float": y.astype(np.float32),
            "onehot": np.eye(K, dtype=np.int64)[y], "short": y[:10]}[labels]
-    model = ConditionalFlowModel(CONFIG, n_bits=5)
-    model.compile(keras.optimizers.Adam(1e-3))
+    model = fresh
     with pytest.raises(ValueError, match=match):
         model.fit(x, bad, batch_size=32, epochs=1, verbose=0)
     assert int(model.optimizer.iterations) == 0 and not model.is_initialized
 
 
-def test_other_label_errors(digits, trained):
+def test_other_label_errors(digits, trained, fresh):
     x, y, _, _ = digits
     plain = make_flow_model(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)), n_bits=5)
     assert type(plain) is FlowModel
@@ -150,10 +157,9 @@ def test_other_label_errors(digits, trained):
     with pytest.raises(ValueError, match="unconditional"):
         plain.fit(tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(32), verbose=0)
     assert int(plain.optimizer.iterations) == 0
-    cond = ConditionalFlowModel(CONFIG, n_bits=5)
-    cond.compile(keras.optimizers.Adam(1e-3))
     with pytest.raises(ValueError, match=r"\(image, label\) pairs"):
-        cond.fit(tf.data.Dataset.from_tensor_slices(x[:64]).batch(32), verbose=0)
+        fresh.fit(tf.data.Dataset.from_tensor_slices(x[:64]).batch(32), verbose=0)
+    assert int(fresh.optimizer.iterations) == 0 and not fresh.is_initialized
     with pytest.raises(ValueError, match="out of range"):
         trained.sample(3, labels=[0, 1, 12])
     with pytest.raises(ValueError, match="labels are needed"):
