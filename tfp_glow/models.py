@@ -77,13 +77,19 @@ def _check_image_shape(event_shape, levels, who):
             f"{f}; received image shape {list(event_shape)}.")
 
 
+def _check_num_classes(num_classes):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 0 \
+            or num_classes == 1:
+        raise ValueError(f"num_classes must be 0 (unconditional) or an int >= 2; received {num_classes!r}.")
+
+
 def _chain(data_to_latent, name):
     """A chain from bijectors listed in the data -> latent order (eager-safe `Chain`)."""
     return Chain(list(data_to_latent), name=name)
 
 
 def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True,
-                  learn_top=True, split_prior=True, seed=0, dtype=tf.float32, _level=0):
+                  learn_top=True, split_prior=True, seed=0, dtype=tf.float32, _level=0, num_classes=0):
     """Glow's multi-scale bijector over `[H, W, C]`.
 
     Each level (data -> latent): squeeze; `steps` x (actnorm, invertible 1x1 conv, coupling on a
@@ -101,6 +107,10 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
       split_prior: learned conditional priors at the splits (else standard normal).
       seed: base seed of the 1x1 rotations.
       dtype: float dtype.
+      num_classes: K > 0 makes the flow class-conditional on a one-hot context `[*batch, K]`
+        (TFP kwarg `conditional_input`): every coupling network sees it, and the split priors
+        and the top prior (always present then) take a learned per-class offset of their mean
+        and log-scale (openai/glow's `ycond`). 0: unconditional.
 
     References:
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
@@ -109,6 +119,8 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
         _check_image_shape(event_shape, levels, "glow")
         if coupling not in ("affine", "additive"):
             raise ValueError(f"coupling must be 'affine' or 'additive'; received {coupling!r}.")
+        _check_num_classes(num_classes)
+    k_ctx = int(num_classes)
     h, w, c = event_shape
     sq = (h // 2, w // 2, 4 * c)
     parts = [tfb.Invert(Squeeze(dtype=dtype), name=f"level{_level}_squeeze")]
@@ -119,16 +131,17 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
             ActNorm(sq[-1], dtype=dtype, name=f"{tag}_actnorm"),
             InvertibleConv1x1(sq[-1], lu=lu, seed=seed * 100003 + _level * 1009 + k, dtype=dtype,
                               name=f"{tag}_conv1x1"),
-            cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling"),
+            cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling", context_dim=k_ctx),
         ], name=tag)
         step._flow_unit = "step"  # a unit for gradient recomputation
         parts.append(step)
     if _level + 1 < levels:
         inner = glow_bijector((sq[0], sq[1], sq[2] // 2), levels, steps, hidden_channels, coupling, lu,
-                              learn_top, split_prior, seed, dtype, _level + 1)
-        parts.append(Split(sq, inner=inner, learn_prior=split_prior, dtype=dtype, name=f"level{_level}_split"))
-    elif learn_top:
-        parts.append(LearnedPrior(sq, dtype=dtype, name="top_prior"))
+                              learn_top, split_prior, seed, dtype, _level + 1, num_classes=num_classes)
+        parts.append(Split(sq, inner=inner, learn_prior=split_prior, dtype=dtype, name=f"level{_level}_split",
+                           context_dim=k_ctx))
+    elif learn_top or k_ctx:
+        parts.append(LearnedPrior(sq, dtype=dtype, name="top_prior", context_dim=k_ctx))
     parts.append(Squeeze(dtype=dtype, name=f"level{_level}_unsqueeze"))
     level = _chain(parts, name=f"glow_level{_level}")
     level._flow_unit = "level"
@@ -136,7 +149,7 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
 
 
 def realnvp_bijector(event_shape, levels=2, couplings_per_stage=3, hidden=64, actnorm=True,
-                     learn_prior=False, logit_alpha=None, mask=None, dtype=tf.float32, _level=0):
+                     learn_prior=False, logit_alpha=None, mask=None, dtype=tf.float32, _level=0, num_classes=0):
     """RealNVP's bijector.
 
     Images `[H, W, C]` (multi-scale, data -> latent): per level, `couplings_per_stage`
@@ -157,19 +170,28 @@ def realnvp_bijector(event_shape, levels=2, couplings_per_stage=3, hidden=64, ac
       logit_alpha: if set, prepend RealNVP's logit preprocessing (images in `[-0.5, 0.5)`).
       mask: vector mask kind, `half` (default) or `alternate`.
       dtype: float dtype.
+      num_classes: K > 0 makes the flow class-conditional on a one-hot context `[*batch, K]`
+        (TFP kwarg `conditional_input`): every coupling network sees it, the split priors take
+        a learned per-class mean and log-scale (with or without `learn_prior`), and a
+        class-conditional `LearnedPrior` ends the flow. 0: unconditional.
 
     References:
       Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", ICLR 2017.
     """
+    if _level == 0:
+        _check_num_classes(num_classes)
+    k_ctx = int(num_classes)
     parts = [logit_preprocessing(logit_alpha)] if (logit_alpha and _level == 0) else []
     if len(event_shape) == 1:
         if not isinstance(hidden, (tuple, list)):
             hidden = (int(hidden),) * 2
         for k in range(couplings_per_stage):
             parts.append(AffineCoupling(event_shape, mask=mask or "half", parity=k % 2, hidden=tuple(hidden),
-                                        scale_fn="tanh", dtype=dtype, name=f"coupling{k}"))
+                                        scale_fn="tanh", dtype=dtype, name=f"coupling{k}", context_dim=k_ctx))
             if actnorm:
                 parts.append(ActNorm(event_shape[-1], dtype=dtype, name=f"actnorm{k}"))
+        if k_ctx:
+            parts.append(LearnedPrior(event_shape, dtype=dtype, name="top_prior", context_dim=k_ctx))
         return _chain(parts, name="realnvp")
     if _level == 0:
         _check_image_shape(event_shape, levels - 1, "realnvp")
@@ -179,7 +201,7 @@ def realnvp_bijector(event_shape, levels=2, couplings_per_stage=3, hidden=64, ac
         out = []
         for k in range(n):
             out.append(AffineCoupling(shape, mask=kind, parity=k % 2, hidden=hidden, scale_fn="tanh",
-                                      dtype=dtype, name=f"{tag}_{kind}{k}"))
+                                      dtype=dtype, name=f"{tag}_{kind}{k}", context_dim=k_ctx))
             if actnorm:
                 out.append(ActNorm(shape[-1], dtype=dtype, name=f"{tag}_actnorm{k}"))
         return out
@@ -187,14 +209,17 @@ def realnvp_bijector(event_shape, levels=2, couplings_per_stage=3, hidden=64, ac
     tag = f"level{_level}"
     if _level + 1 == levels:
         parts += stage(event_shape, "checkerboard", couplings_per_stage + 1, tag)
+        if k_ctx:
+            parts.append(LearnedPrior(event_shape, dtype=dtype, name="top_prior", context_dim=k_ctx))
         return _chain(parts, name=f"realnvp_{tag}")
     sq = (h // 2, w // 2, 4 * c)
     parts += stage(event_shape, "checkerboard", couplings_per_stage, tag)
     parts.append(tfb.Invert(Squeeze(dtype=dtype), name=f"{tag}_squeeze"))
     parts += stage(sq, "channel", couplings_per_stage, tag)
     inner = realnvp_bijector((sq[0], sq[1], sq[2] // 2), levels, couplings_per_stage, hidden, actnorm,
-                             learn_prior, None, mask, dtype, _level + 1)
-    parts.append(Split(sq, inner=inner, learn_prior=learn_prior, dtype=dtype, name=f"{tag}_split"))
+                             learn_prior, None, mask, dtype, _level + 1, num_classes=num_classes)
+    parts.append(Split(sq, inner=inner, learn_prior=learn_prior, dtype=dtype, name=f"{tag}_split",
+                       context_dim=k_ctx))
     parts.append(Squeeze(dtype=dtype, name=f"{tag}_unsqueeze"))
     return _chain(parts, name=f"realnvp_{tag}")
 

@@ -40,6 +40,7 @@ import keras
 import tensorflow as tf
 
 from tfp_glow import splits, stability
+from tfp_glow.conditional import make_flow_model
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
@@ -280,7 +281,7 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
     if recipe is None:
         recipe = recipe_for(info.kind, info.shape, flow, data_name, **overrides)
     with (strategy or tf.distribute.get_strategy()).scope():
-        model = FlowModel(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits)
+        model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits)
         model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
                       clip_norm=recipe.clip_norm or None, jit_compile=jit_compile)
     return model, recipe

@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - not POSIX: RunLock is a no-op
 import keras
 import tensorflow as tf
 
+from tfp_glow.conditional import make_flow_model
 from tfp_glow.models import FlowConfig, OldWeightsWarning, old_weights_message
 from tfp_glow.training import FlowModel
 
@@ -292,7 +293,7 @@ def build_model(config, strategy=None):
     try:
         flow_config = FlowConfig.from_dict(config["flow_config"])
         with strategy.scope():
-            return FlowModel(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234))
+            return make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234))
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"the run config cannot build a model: {type(e).__name__}: {e}") from e
 

@@ -21,6 +21,7 @@ from tfp_glow import data as data_lib
 from tfp_glow import dequantization as dequantization_lib
 from tfp_glow import export, keras_inputs, persistence, stability
 from tfp_glow import summary as summary_lib
+from tfp_glow import labels as labels_lib
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.distribute import multi_worker_safe_logs
@@ -487,6 +488,9 @@ class FlowModel(keras.Model):
         Adds a `callbacks.NaNGuard` (stop after `max_nonfinite_steps` skipped steps in a row)
         unless one is given.
         """
+        if not getattr(self, "num_classes", 0) and class_weight is None:
+            # A class-conditional model is a ConditionalFlowModel; here labels only weight examples.
+            labels_lib.reject_labels(x, y)
         keras_inputs.check_batched(x, self.event_shape, "the training dataset")
         keras_inputs.check_batched(validation_data, self.event_shape, "validation_data")
         if class_weight is not None and _lacks_labels(x, y):

@@ -9,6 +9,9 @@ What this subpackage holds:
     train.py      tfp-glow train     sample.py     tfp-glow sample
     evaluate.py   tfp-glow evaluate  export.py     tfp-glow export
     bench.py      tfp-glow bench: hands its arguments to tfp_glow.bench.main
+    train_conditional.py  tfp-glow train --conditional (class-conditional flows)
+    interpolate.py, manipulate.py  the latent toolkit (tfp_glow.latent)
+    score.py      tfp-glow score: per-example bits/dim, OOD scores and AUROC (tfp_glow.scoring)
 
 The decisions it reports live below it: the defaults per data kind, the explicit options over
 them and the compiled model in `tfp_glow.recipes` (`recipe_for`, `build_model`,
@@ -118,7 +121,8 @@ def _main(argv):
         if args.command is None:
             parser.print_help()
             return 0
-        _command(args.command).run(args)
+        name = "train_conditional" if args.command == "train" and getattr(args, "conditional", False) else args.command
+        _command(name).run(args)
         return 0
     except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install
         print(f"error: {e}", file=sys.stderr, flush=True)

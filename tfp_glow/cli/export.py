@@ -4,7 +4,7 @@ import os
 
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.options import CLIError, say
-from tfp_glow.export import export_saved_model
+from tfp_glow.export import export_conditional_saved_model, export_saved_model
 
 __all__ = ["run"]
 
@@ -15,7 +15,10 @@ def run(args):
     model, _ = load_run(args.run_dir)
     signatures = None if args.signatures is None else [n.strip() for n in args.signatures.split(",") if n.strip()]
     try:
-        export_saved_model(model, args.path, signatures=signatures)
+        if getattr(model, "num_classes", 0):  # label inputs and a classify signature
+            export_conditional_saved_model(model, args.path, signatures=signatures)
+        else:
+            export_saved_model(model, args.path, signatures=signatures)
     except (ValueError, FileExistsError) as e:
         raise CLIError(str(e)) from e
     say(f"wrote {args.path}")

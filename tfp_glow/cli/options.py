@@ -122,6 +122,92 @@ def hidden_sizes(text):
     return units
 
 
+def int_list(text):
+    """`N,N,...`: integers, as a tuple."""
+    try:
+        return tuple(int(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers; got {text!r}") from None
+
+
+def float_list(text):
+    """`X,X,...`: finite numbers >= 0, as a tuple."""
+    try:
+        values = tuple(float(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers; got {text!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers >= 0; got {text!r}")
+    return values
+
+
+def add_latent_commands(sub):
+    """The latent toolkit's and scoring's subcommands: interpolate, manipulate, score."""
+    i = sub.add_parser("interpolate", help="decode the path between the latents of two examples (PNG grid)",
+                       formatter_class=HelpFormatter,
+                       description="Encode examples A and B of a split into the full latent (every split level "
+                                   "included, so the end points reconstruct exactly), interpolate linearly and "
+                                   "spherically, decode, and write a PNG grid: one row per method.")
+    i.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
+    i.add_argument("--a", type=int, default=0, help="index of the first example in the split")
+    i.add_argument("--b", type=int, default=1, help="index of the second example in the split")
+    i.add_argument("--steps", type=positive_int, default=8, help="points on each path, end points included")
+    i.add_argument("--method", choices=("both", "linear", "spherical"), default="both", help="interpolation")
+    i.add_argument("--split", choices=("train", "validation", "test"), default="test", help="split to take A, B from")
+    i.add_argument("--data", default=None, help="data source (default: the run's data)")
+    i.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory")
+    i.add_argument("--out", default=None, help="output PNG (default: RUN_DIR/interpolate_A_B.png)")
+
+    m = sub.add_parser("manipulate", help="move encoded examples along an attribute direction (PNG grid)",
+                       formatter_class=HelpFormatter,
+                       description="The direction is the mean latent of examples with the attribute minus the mean "
+                                   "latent of those without (openai/glow demo's get_manipulators). On labelled data "
+                                   "(digits) an attribute is a class: --attribute 3 uses 'is a 3'; --attribute 1:7 "
+                                   "uses mean z(class 7) - mean z(class 1) and moves examples of class 1. Each row is "
+                                   "an example decoded at --strengths.")
+    m.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
+    m.add_argument("--attribute", required=True,
+                   help="K (examples of class K against the rest) or A:B (class A towards class B)")
+    m.add_argument("--strengths", type=signed_float_list, default=(-1.0, -0.5, 0.0, 0.5, 1.0, 1.5),
+                   help="multiples of the direction to decode, comma-separated")
+    m.add_argument("--n", type=positive_int, default=6, help="examples to move (rows)")
+    m.add_argument("--split", choices=("train", "validation", "test"), default="train",
+                   help="split the direction is estimated on (the examples moved come from the test split)")
+    m.add_argument("--data", default=None, help="labelled data source (default: the run's data)")
+    m.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory")
+    m.add_argument("--out", default=None, help="output PNG (default: RUN_DIR/manipulate_<attribute>.png)")
+
+    c = sub.add_parser("score", help="per-example bits/dim of a data set, histograms and OOD AUROC",
+                       formatter_class=HelpFormatter,
+                       description="Score every example of DATA (its --split) with the run's model: bits/dim, the "
+                                   "typicality score |bpd - mean training bpd| (Nalisnick et al. 2019) and the "
+                                   "complexity-corrected score bpd - PNG bits/dim (Serra et al. 2020). Writes a CSV and a "
+                                   "histogram PNG. With --ood OTHER (the data to tell apart from DATA), also reports "
+                                   "the AUROC of each score (OTHER = positive) and the typicality test's detection "
+                                   "rate on batches.")
+    c.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
+    c.add_argument("data", metavar="DATA", help="in-distribution data source (e.g. digits)")
+    c.add_argument("--ood", default=None, help="a second data source to detect (e.g. photos32 --resize, an .npz)")
+    c.add_argument("--split", choices=("train", "validation", "test"), default="test", help="split of DATA and OTHER")
+    c.add_argument("--resize", action="store_true",
+                   help="convert images to the model's shape first (area resize; RGB -> gray by luminance, gray -> "
+                        "RGB by repetition)")
+    c.add_argument("--batch", type=positive_int, default=8, help="batch size M of the typicality test")
+    c.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory")
+    c.add_argument("--out", default=None, help="output prefix (default: RUN_DIR/score_<data>)")
+
+
+def signed_float_list(text):
+    """`X,X,...`: finite numbers, as a tuple."""
+    try:
+        values = tuple(float(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers; got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers; got {text!r}")
+    return values
+
+
 # ------------------------------------------------------------------------------------ parser
 def build_parser():
     """The `tfp-glow` argument parser."""
@@ -133,7 +219,7 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks instead of one `error:` line (also TFP_GLOW_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,evaluate,export,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,evaluate,export,interpolate,manipulate,score,bench}")
 
     # ------------------------------------------------------------------------- train
     t = sub.add_parser(
@@ -225,6 +311,10 @@ def build_parser():
                         "log-dets stay float32)")
     r.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                    help="Keras verbosity (default: 1 = progress bar on a terminal, else 2 = one line per epoch)")
+    t.add_argument("--conditional", action="store_true",
+                   help="train a class-conditional flow p(x|y) on labelled data (digits, digits28, an .npz with "
+                        "labels under 'y', tfds (image, label)); reports the test accuracy of the Bayes-rule "
+                        "classifier argmax_y log p(x|y) + log p(y) (default run dir: runs/<flow>-<data>-conditional)")
 
     # ------------------------------------------------------------------------ sample
     s = sub.add_parser("sample", help="write a PNG grid of samples of a trained run",
@@ -240,6 +330,13 @@ def build_parser():
     s.add_argument("--cols", type=positive_int, default=None, help="grid columns (default ceil(sqrt(n)))")
     s.add_argument("--scale", type=positive_int, default=None,
                    help="nearest-neighbour upscale factor (default: images at least 48 px)")
+    s.add_argument("--labels", type=int_list, default=None,
+                   help="conditional runs: class of each sample, comma-separated (default: the classes in turn)")
+    s.add_argument("--by-class", action="store_true",
+                   help="conditional runs: a grid with one row per class, --n samples in each")
+    s.add_argument("--level-temperatures", type=float_list, default=None,
+                   help="one temperature per level, finest first (e.g. 0.5,0.8 for a 2-level glow); replaces "
+                        "--temperature")
 
     # ---------------------------------------------------------------------- evaluate
     e = sub.add_parser("evaluate", help="print bits/dim of a trained run on a data split",
@@ -263,6 +360,8 @@ def build_parser():
     x.add_argument("--signatures", default=None,
                    help="comma-separated signatures to export (default: all the model offers, e.g. "
                         "log_prob,log_prob_float,sample,encode,decode for images)")
+
+    add_latent_commands(sub)
 
     # ------------------------------------------------------------------------- bench
     sub.add_parser("bench", add_help=False, help="speed and quality benchmarks (tfp-glow bench --help)",
