@@ -186,38 +186,39 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
     """
     tfds = require("tensorflow_datasets", "tfds", f"the TensorFlow Datasets source {name!r}")
 
-    try:
-        prepared = _tfds_prepared(tfds, name, data_dir)
-        if not prepared:
-            # tfds retries an unreachable server for minutes: probe it once, briefly, first
-            reason = probe_network()
-            if reason is not None:
-                raise _Unreachable(
-                    f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r} and cannot be "
-                    f"downloaded: {reason}. Without internet access, use the offline 'digits' data, "
-                    f"pass --data-dir with the prepared data, or your own images with --data path.npz "
-                    f"(or an image folder).")
-        ds = tfds.load(name, split=split, data_dir=data_dir, download=not prepared)
-    except _Unreachable:
-        raise
-    except tfds.core.registered.DatasetNotFoundError as e:
+    def unknown(e):
         base = name.split("/")[0].split(":")[0]
         try:
             close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
         except Exception:  # pragma: no cover - suggestions are best effort
             close = []
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
-            f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the "
-            f"available names.{hint}"
-        ) from e
-    except Exception as e:
-        raise RuntimeError(
-            f"could not load or download TFDS dataset {name!r} (split {split!r}, "
-            f"data_dir {data_dir!r}): {type(e).__name__}: {e}. Without internet "
-            "access, use the offline 'digits' data or pass your own images with "
-            "--data path.npz (or an image folder)."
-        ) from e
+        return ValueError(f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the available "
+                          f"names.{hint}")
+
+    def failed(e, reason=""):
+        return RuntimeError(
+            f"could not load or download TFDS dataset {name!r} (split {split!r}, data_dir {data_dir!r}): "
+            f"{type(e).__name__}: {e}.{reason} Without internet access, use the offline 'digits' data, pass "
+            f"--data-dir with the prepared data, or your own images with --data path.npz (or an image folder).")
+
+    # Prepared (or mocked) data loads without the network; only a download needs it, and tfds
+    # retries an unreachable server for minutes, so the server is probed once, briefly, first.
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise unknown(e) from e
+    except Exception as first:
+        reason = probe_network()
+        if reason is not None:
+            raise _Unreachable(str(failed(first, f" The data is not prepared and cannot be downloaded: "
+                                                 f"{reason}."))) from first
+        try:
+            ds = tfds.load(name, split=split, data_dir=data_dir, download=True)
+        except tfds.core.registered.DatasetNotFoundError as e:
+            raise unknown(e) from e
+        except Exception as e:
+            raise failed(e) from e
 
     spec = ds.element_spec
     if not isinstance(spec, dict) or "image" not in spec:
@@ -277,12 +278,3 @@ def probe_network(address=None, timeout=3.0):
         return f"{host}:{port} is unreachable ({result['error']})"
     return f"{host}:{port} did not answer within {timeout:g} s"
 
-
-def _tfds_prepared(tfds, name, data_dir):
-    """Whether `name` is already prepared in `data_dir` (no download needed); False if unknown."""
-    try:
-        return bool(tfds.builder(name, data_dir=data_dir).is_prepared())
-    except tfds.core.registered.DatasetNotFoundError:
-        raise
-    except Exception:  # a builder that cannot even be made: let tfds.load say why
-        return False
