@@ -245,3 +245,19 @@ def test_summary_shows_levels_and_steps_with_their_parameters():
     assert "level0_step0_conv1x1 (InvertibleConv1x1)" in out.getvalue()
     with pytest.raises(ValueError, match="layer_range"):
         model.summary(layer_range=["nope", "glow_level1"])
+
+
+def test_load_run_returns_a_compiled_model_that_evaluates(tmp_path, moons):
+    from tfp_glow import runs
+
+    model = _vector_model(seed=7)
+    model.fit(moons, batch_size=32, epochs=1, verbose=0)
+    run_dir = str(tmp_path / "run")
+    runs.save_run_config(run_dir, model, "moons")
+    model.save_weights(os.path.join(run_dir, runs.WEIGHTS))
+    loaded = runs.load_run(run_dir)
+    assert loaded.compiled
+    got = loaded.evaluate(moons, batch_size=64, return_dict=True, verbose=0)
+    want = model.evaluate(moons, batch_size=64, return_dict=True, verbose=0)
+    assert got["bits_per_dim"] == pytest.approx(want["bits_per_dim"], rel=1e-6)
+    assert not runs.load_run(run_dir, compile=False).compiled

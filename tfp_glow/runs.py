@@ -176,17 +176,20 @@ def build_model(config, strategy=None):
         raise RunError(f"the run config cannot build a model: {type(e).__name__}: {e}") from e
 
 
-def load_run(run_dir, strategy=None, return_config=False):
+def load_run(run_dir, strategy=None, return_config=False, compile=True):
     """Rebuilds a trained `FlowModel` from a run directory.
 
     The model is built from `config.json` (inside `strategy.scope()` if given) and loads the
     latest checkpoint of `RUN_DIR/checkpoints` if there is one, else `RUN_DIR/model.weights.h5`.
-    Only the model is restored (not the optimizer); the model is not compiled.
+    Only the model is restored (not the optimizer). With `compile` (the default, as in
+    `keras.models.load_model`) it comes back compiled with `FlowModel.compile`'s defaults and
+    a fresh optimizer, so `evaluate` works at once; compile it again to choose how to train on.
 
     Args:
       run_dir: a directory written by `tfp-glow train`.
       strategy: optional `tf.distribute.Strategy`.
       return_config: also return the config dict.
+      compile: compile the model (`FlowModel.compile()`, inside `strategy.scope()`).
 
     Returns:
       The `FlowModel`, or `(model, config)` with `return_config`.
@@ -219,4 +222,7 @@ def load_run(run_dir, strategy=None, return_config=False):
     else:
         raise RunError(f"{run_dir!r} has no trained weights: neither a checkpoint in "
                        f"{paths['checkpoints']!r} nor {paths['weights']!r}.")
+    if compile:
+        with (strategy or tf.distribute.get_strategy()).scope():
+            model.compile()
     return (model, config) if return_config else model
