@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_glow as tg
+import tfp_glow.bijectors.validation  # noqa: F401  (CheckInput, not re-exported)
 
 tfb = tfp.bijectors
 
@@ -45,6 +46,8 @@ REGISTRY = {
     "learned_prior": lambda dt: (tg.LearnedPrior((2, 2, 3), dtype=dt), (2, 2, 3)),
     "diagonal_scale": lambda dt: (tg.DiagonalScale((5,), dtype=dt), (5,)),
     "glow_level_chain": lambda dt: (_glow_like_level(dt), (4, 4, 2)),
+    "check_input_data": lambda dt: (tg.bijectors.validation.CheckInput((3, 2), "inverse", dtype=dt), (3, 2)),
+    "check_input_latent": lambda dt: (tg.bijectors.validation.CheckInput((2, 2, 3), "forward", dtype=dt), (2, 2, 3)),
 }
 
 
