@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_glow as tg
+import tfp_glow.bijectors.validation  # noqa: F401  (CheckInput, not re-exported)
 
 tfb = tfp.bijectors
 
@@ -54,6 +55,8 @@ REGISTRY = {
     "iaf_affine": lambda dt: (tg.MaskedAutoregressive((5,), "affine", order=(4, 3, 2, 1, 0), hidden=(16,), inverse_autoregressive=True, dtype=dt), (5,)),
     "maf_spline_image": lambda dt: (tg.MaskedAutoregressive((2, 2, 2), "spline", order=(7, 0, 6, 1, 5, 2, 4, 3), bins=4, bound=1.5, hidden=(16,), dtype=dt), (2, 2, 2)),
     "iaf_spline": lambda dt: (tg.MaskedAutoregressive((4,), "spline", bins=3, bound=2.0, hidden=(16,), inverse_autoregressive=True, dtype=dt), (4,)),
+    "check_input_data": lambda dt: (tg.bijectors.validation.CheckInput((3, 2), "inverse", dtype=dt), (3, 2)),
+    "check_input_latent": lambda dt: (tg.bijectors.validation.CheckInput((2, 2, 3), "forward", dtype=dt), (2, 2, 3)),
 }
 
 

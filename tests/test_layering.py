@@ -34,6 +34,8 @@ LAYERS = {
     "tfp_glow.export": 3,       # SavedModel signatures of a model instance
     "tfp_glow.callbacks": 3,
     "tfp_glow.distribute": 3,
+    "tfp_glow.summary": 3,      # FlowModel.summary's table of the bijector tree
+    "tfp_glow.keras_inputs": 3,  # the first batch of any input Keras' fit takes (imports no tfp_glow)
     "tfp_glow.training": 4,    # FlowModel
     "tfp_glow.latent": 4,      # latent toolkit (uses models, data; takes a model as an argument)
     "tfp_glow.conditional": 4,  # ConditionalFlowModel (a FlowModel subclass)

@@ -35,11 +35,12 @@ def _fit(model, steps=2):
     return [w.copy() for w in model.get_weights()], history.history["loss"][0]
 
 
-def _restart(model, weights):
-    """Back to the state before the first step: weights, optimizer step and moments."""
+def _restart(model, state):
+    """Back to a saved state: weights, optimizer step, moments and learning rate."""
+    weights, optimizer_values = state
     model.set_weights(weights)
-    for v in model.optimizer.variables:
-        v.assign(tf.zeros_like(v))
+    for v, value in zip(model.optimizer.variables, optimizer_values):
+        v.assign(value)
 
 
 def test_two_seeded_runs_are_identical_without_xla():
@@ -57,7 +58,7 @@ def test_two_seeded_runs_are_identical_under_xla():
     # stateful tf.random op would draw new noise the second time (XLA ignores its seed).
     model = _model(True, config=ONE_LEVEL)
     model.initialize(data.load_digits("train")[:256])
-    start = [w.copy() for w in model.get_weights()]
+    start = ([w.copy() for w in model.get_weights()], [v.numpy() for v in model.optimizer.variables])
     a, loss_a = _fit(model)
     _restart(model, start)
     b, loss_b = _fit(model)
@@ -65,6 +66,7 @@ def test_two_seeded_runs_are_identical_under_xla():
     assert loss_a == loss_b
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
+    assert any(not np.array_equal(u, v) for u, v in zip(a, start[0]))  # it did train
 
 
 def test_train_noise_is_a_function_of_the_seed_and_the_step():

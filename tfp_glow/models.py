@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, Chain, DiagonalScale,
                                 InvertibleConv1x1, LearnedPrior, MaskedAutoregressive, Split, SplineCoupling,
                                 Squeeze)
+from tfp_glow.bijectors.validation import CheckInput
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -328,38 +329,69 @@ def _latent_shape(bijector, event_shape):
     return tuple(tf.TensorShape(bijector.inverse_event_shape(event_shape)).as_list())
 
 
-def _distribution(bijector, event_shape, dtype, name):
-    return tfd.TransformedDistribution(standard_normal(_latent_shape(bijector, event_shape), dtype),
-                                       bijector, name=name)
+def _distribution(bijector, event_shape, dtype, name, validate_args=False):
+    """`TransformedDistribution(N(0, I), bijector)`; with `validate_args`, a `CheckInput` at
+    each end of the flow asserts finite inputs of the right event shape (data into `inverse`,
+    latents into `forward`), and TFP's own checks are on in the distributions."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string; received {name!r}.")
+    if not isinstance(validate_args, bool):
+        raise ValueError(f"validate_args must be True or False; received {validate_args!r}.")
+    latent_shape = _latent_shape(bijector, event_shape)
+    if validate_args:
+        bijector = Chain([CheckInput(event_shape, "inverse", "data", dtype=dtype, name=f"{name}_check_data"),
+                          bijector,
+                          CheckInput(latent_shape, "forward", "latent", dtype=dtype, name=f"{name}_check_latent")],
+                         validate_args=True, name=f"{name}_validated")
+    base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype), validate_args=validate_args),
+                      list(latent_shape), validate_args=validate_args)
+    return tfd.TransformedDistribution(base, bijector, validate_args=validate_args, name=name)
 
 
-def glow(event_shape, dtype=tf.float32, **kwargs):
+def glow(event_shape, dtype=tf.float32, name="glow", validate_args=False, **kwargs):
     """Glow as a distribution over `[H, W, C]`; see `glow_bijector` for the arguments.
 
     Paper defaults: `levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True`.
+
+    Args:
+      event_shape: `[H, W, C]`.
+      dtype: float dtype.
+      name: the distribution's name (TFP's `name`).
+      validate_args: TFP's flag: check at run time that data entering `log_prob`/`inverse`
+        and latents entering `forward` are finite and of the right event shape (one
+        `bijectors.CheckInput` at each end of the flow), and TFP's own argument checks.
+      **kwargs: `glow_bijector`'s arguments.
     """
-    return _distribution(glow_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "glow")
+    return _distribution(glow_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
 
 
-def realnvp(event_shape, dtype=tf.float32, **kwargs):
-    """RealNVP as a distribution over `[H, W, C]` or `[D]`; see `realnvp_bijector`."""
+def realnvp(event_shape, dtype=tf.float32, name="realnvp", validate_args=False, **kwargs):
+    """RealNVP as a distribution over `[H, W, C]` or `[D]`; see `realnvp_bijector`, and `glow`
+    for `name` and `validate_args`."""
     return _distribution(realnvp_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype,
-                         "realnvp")
+                         name, validate_args)
 
 
-def nice(event_shape, dtype=tf.float32, **kwargs):
-    """NICE as a distribution over `[D]` or flattened images; see `nice_bijector`."""
-    return _distribution(nice_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "nice")
+def nice(event_shape, dtype=tf.float32, name="nice", validate_args=False, **kwargs):
+    """NICE as a distribution over `[D]` or flattened images; see `nice_bijector`, and `glow`
+    for `name` and `validate_args`."""
+    return _distribution(nice_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
 
 
-def nsf(event_shape, dtype=tf.float32, **kwargs):
-    """A neural spline flow as a distribution over `[D]` or flattened images; see `nsf_bijector`."""
-    return _distribution(nsf_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "nsf")
+def nsf(event_shape, dtype=tf.float32, name="nsf", validate_args=False, **kwargs):
+    """A neural spline flow as a distribution over `[D]` or flattened images; see `nsf_bijector`,
+    and `glow` for `name` and `validate_args`."""
+    return _distribution(nsf_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
 
 
-def maf(event_shape, dtype=tf.float32, **kwargs):
-    """MAF (or IAF) as a distribution over `[D]` or flattened images; see `maf_bijector`."""
-    return _distribution(maf_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "maf")
+def maf(event_shape, dtype=tf.float32, name="maf", validate_args=False, **kwargs):
+    """MAF (or IAF) as a distribution over `[D]` or flattened images; see `maf_bijector`, and
+    `glow` for `name` and `validate_args`."""
+    return _distribution(maf_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
 
 
 _BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow, "nsf": nsf, "maf": maf}

@@ -298,13 +298,15 @@ def build_model(config, strategy=None):
         raise RunError(f"the run config cannot build a model: {type(e).__name__}: {e}") from e
 
 
-def load_run(run_dir, strategy=None, return_config=False, report=None):
+def load_run(run_dir, strategy=None, return_config=False, report=None, compile=True):
     """Rebuilds a trained `FlowModel` from a run directory.
 
     The model is built from `config.json` (inside `strategy.scope()` if given) and loads the
     newest intact checkpoint of `RUN_DIR/checkpoints`, else `RUN_DIR/model.weights.h5`
     (`restore_newest_intact`: a corrupt checkpoint is renamed `*.corrupt` and reported).
-    Only the model is restored (not the optimizer); the model is not compiled.
+    Only the model is restored (not the optimizer). With `compile` (the default, as in
+    `keras.models.load_model`) it comes back compiled with `FlowModel.compile`'s defaults and
+    a fresh optimizer, so `evaluate` works at once; compile it again to choose how to train on.
 
     Args:
       run_dir: a directory written by `tfp-glow train`.
@@ -312,6 +314,7 @@ def load_run(run_dir, strategy=None, return_config=False, report=None):
       return_config: also return the config dict.
       report: `callable(str)` told which file was loaded and which were corrupt; by default
         corrupt files are reported as warnings (`CorruptCheckpointWarning`).
+      compile: compile the model (`FlowModel.compile()`, inside `strategy.scope()`).
 
     Returns:
       The `FlowModel`, or `(model, config)` with `return_config`.
@@ -326,6 +329,9 @@ def load_run(run_dir, strategy=None, return_config=False, report=None):
         warnings.warn(note, OldWeightsWarning, stacklevel=2)
     model = build_model(config, strategy)
     restore_newest_intact(run_dir, model, report=report)
+    if compile:
+        with (strategy or tf.distribute.get_strategy()).scope():
+            model.compile()
     return (model, config) if return_config else model
 
 
