@@ -144,3 +144,9 @@ def test_the_option_survives_get_config():
     again = FlowModel.from_config(model.get_config())
     assert again.dequantization == "variational" and again.dequantizer is not None
     assert len(again.trainable_variables) == len(model.trainable_variables)
+
+
+def test_export_refuses_a_variational_model_rather_than_drop_log_q(tmp_path):
+    model = _model("variational")
+    with pytest.raises(ValueError, match="uniform dequantization only"):
+        model.export(str(tmp_path / "saved"))
