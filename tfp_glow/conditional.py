@@ -19,6 +19,7 @@ References:
   (likelihood-based classifiers).
 """
 import math
+import threading
 
 import keras
 import numpy as np
@@ -34,6 +35,10 @@ from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
 __all__ = ["ConditionalFlowModel", "flow_model_class", "make_flow_model"]
+
+# The labels of the train step being traced, per thread: MirroredStrategy traces each
+# replica's step in its own thread.
+_STEP = threading.local()
 
 
 def flow_model_class(config):
@@ -70,7 +75,6 @@ class ConditionalFlowModel(FlowModel):
         self.class_log_prior = self.add_weight(shape=(k,), initializer=keras.initializers.Constant(-math.log(k)),
                                                trainable=False, name="class_log_prior")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
-        self._step_labels = None
 
     # ------------------------------------------------------------------ labels
     def check_labels(self, labels, n=None, what="labels"):
@@ -112,7 +116,7 @@ class ConditionalFlowModel(FlowModel):
 
         Inside `train_step` the labels come from the step's data.
         """
-        labels = self._step_labels if labels is None else labels
+        labels = getattr(_STEP, "labels", None) if labels is None else labels
         if labels is None:
             raise ValueError(f"this model is class-conditional (num_classes={self.num_classes}): labels are needed.")
         log_p = lean_log_prob(self.distribution, x_pre, conditional_input=self.context(labels))
@@ -142,11 +146,11 @@ class ConditionalFlowModel(FlowModel):
         if y is None:
             raise ValueError(f"this model is class-conditional (num_classes={self.num_classes}): the training data "
                              f"must be (image, label) pairs.")
-        self._step_labels = y  # read by log_prob_and_bpd while the step is traced
+        _STEP.labels = y  # read by log_prob_and_bpd while the step is traced
         try:
             return super().train_step(data)
         finally:
-            self._step_labels = None
+            _STEP.labels = None
 
     def _update_train_metrics(self, *args, **kwargs):
         logs = dict(super()._update_train_metrics(*args, **kwargs))
