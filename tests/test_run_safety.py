@@ -148,6 +148,16 @@ def test_2_corrupt_latest_checkpoint_falls_back_to_newest_intact(trained, tmp_pa
     assert seen == [f"loaded {os.path.join(run_dir, 'model.weights.h5')} (epoch 3)"]
     rc, out, err = _run(["export", run_dir, str(tmp_path / "exported")])
     assert rc == 0 and "model.weights.h5" in out, out + err
+    # the SavedModel's n = 0 and empty batches give empty results (issue item 6)
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(tmp_path / "exported"))
+    empty = served.signatures["sample"](n=tf.constant(0), temperature=tf.constant(0.7), seed=tf.constant(0))
+    assert tuple(empty["images"].shape) == (0, 8, 8, 1) and tuple(empty["x"].shape) == (0, 8, 8, 1)
+    scores = served.signatures["log_prob"](x=tf.zeros([0, 8, 8, 1], tf.uint8))
+    assert tuple(scores["bits_per_dim"].shape) == (0,)
+    two = served.signatures["sample"](n=tf.constant(2), temperature=tf.constant(0.7), seed=tf.constant(0))
+    assert tuple(two["images"].shape) == (2, 8, 8, 1)
 
 
 # -------------------------------------------------------------------- 3. concurrent writers
