@@ -121,8 +121,19 @@ def _build_functions(model):
         return ref().preprocess(x, fixed_noise=True)
 
     def scores(x_pre):
-        log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
-        return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+        def full():
+            log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
+            return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+        empty = tf.zeros([0], tf.float32)
+        return _unless_empty(x_pre, full, {"log_prob": empty, "nll": empty, "bits_per_dim": empty})
+
+    def forward(z):
+        return _unless_empty(z, lambda: tf.cast(ref().distribution.bijector.forward(z), tf.float32),
+                             tf.zeros([0, *event_shape], tf.float32))
+
+    def inverse(x_pre):
+        return _unless_empty(x_pre, lambda: tf.cast(ref().distribution.bijector.inverse(x_pre), tf.float32),
+                             tf.zeros([0, *latent_shape], tf.float32))
 
     def data_outputs(x):
         out = {"x": tf.cast(x, tf.float32)}
@@ -161,8 +172,7 @@ def _build_functions(model):
             shape = tf.concat([tf.reshape(n, [1]), tf.constant(latent_shape, tf.int32)], axis=0)
             z = tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32) * temperature
         z.set_shape([None, *latent_shape])
-        x = ref().distribution.bijector.forward(z)
-        return data_outputs(x)
+        return data_outputs(forward(z))
     fns["_sample"] = _sample
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n"),
@@ -175,16 +185,23 @@ def _build_functions(model):
     @tf.function(input_signature=[x_spec], autograph=False)
     def encode(x):
         x = _check_input(x, "encode", "x", event_shape, x_note)
-        return {"z": ref().distribution.bijector.inverse(preprocess(x))}
+        return {"z": inverse(preprocess(x))}
     fns["encode"] = encode
 
     @tf.function(input_signature=[z_spec], autograph=False)
     def decode(z):
         z = _check_input(z, "decode", "z", latent_shape, " (latent)")
-        return data_outputs(ref().distribution.bijector.forward(z))
+        return data_outputs(forward(z))
     fns["decode"] = decode
 
     return fns
+
+
+def _unless_empty(x, fn, empty):
+    """`fn()`, or `empty` when the batch `x` is empty: convolutions reject a batch of 0
+    ("input depth must be evenly divisible by filter depth"), so `n = 0` and empty inputs give
+    empty results instead."""
+    return tf.cond(tf.shape(x)[0] > 0, fn, lambda: empty)
 
 
 def sample_stateless(model, n, temperature=1.0, seed=0):

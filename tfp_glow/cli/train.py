@@ -246,7 +246,8 @@ def _restore(job, recipe):
     metrics.csv cut back to the restored epoch; the learning rate the run's config names."""
     try:
         path, epoch = runs.restore_newest_intact(job.run_dir, job.model,
-                                                 restore=lambda p: job.ckpt.restore(job.model, p), report=say)
+                                                 restore=lambda p: job.ckpt.restore(job.model, p), report=say,
+                                                 quarantine=job.chief)  # the chief holds the RunLock
     except runs.NothingToLoadError:
         path, epoch = None, 0
         say(f"note: {job.paths['checkpoints']} has no intact checkpoint; training {job.run_dir} from the start")
