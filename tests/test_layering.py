@@ -25,13 +25,21 @@ LAYERS = {
     "tfp_glow.networks": 0,    # Keras conditioner networks
     "tfp_glow.plots": 0,       # figures (uses data's to_uint8)
     "tfp_glow.splits": 0,      # held-out splits of a data source (uses data only)
+    "tfp_glow.labels": 0,      # label checks (numpy only)
+    "tfp_glow.labeled": 0,     # labelled splits (uses splits)
+    "tfp_glow.scoring": 0,     # OOD scores and AUROC (uses data; takes a model as an argument)
     "tfp_glow.bijectors": 1,
     "tfp_glow.models": 2,
+    "tfp_glow.dequantization": 2,  # the learned q(u | x) of variational dequantization (uses bijectors' masks)
     "tfp_glow.persistence": 3,  # weight files: compatibility, annotation (needs models only)
     "tfp_glow.export": 3,       # SavedModel signatures of a model instance
     "tfp_glow.callbacks": 3,
     "tfp_glow.distribute": 3,
+    "tfp_glow.summary": 3,      # FlowModel.summary's table of the bijector tree
+    "tfp_glow.keras_inputs": 3,  # the first batch of any input Keras' fit takes (imports no tfp_glow)
     "tfp_glow.training": 4,    # FlowModel
+    "tfp_glow.latent": 4,      # latent toolkit (uses models, data; takes a model as an argument)
+    "tfp_glow.conditional": 4,  # ConditionalFlowModel (a FlowModel subclass)
     "tfp_glow.runs": 5,        # run directories: build and load a FlowModel
     "tfp_glow": 5,             # the package's __init__: re-exports, nothing above training
     "tfp_glow.recipes": 6,

@@ -37,7 +37,8 @@ import tensorflow as tf
 
 from tfp_glow import data as data_lib
 
-__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names"]
+__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names",
+           "CONDITIONAL_SIGNATURES", "conditional_serving_functions", "export_conditional_saved_model"]
 
 _IMAGE_SIGNATURES = ("log_prob", "log_prob_float", "sample", "encode", "decode")
 _VECTOR_SIGNATURES = ("log_prob", "sample", "encode", "decode")
@@ -248,8 +249,8 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
       The path, as a string.
 
     Raises:
-      ValueError: unknown signature names, an uninitialised model, or weights the
-        distribution does not hold.
+      ValueError: unknown signature names, an uninitialised model, a model with variational
+        dequantization, or weights the distribution does not hold.
     """
     available = signature_names(model)
     names = tuple(available if signatures is None else
@@ -260,6 +261,10 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
                          f"{'image' if model.is_image else 'vector'} model exports {list(available)}.")
     if serving_default is not None and serving_default not in names:
         raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
+    if getattr(model, "dequantization", "uniform") != "uniform":
+        # the signatures score x + u with the fixed uniform noise; they would drop log q(u | x)
+        raise ValueError(f"export supports uniform dequantization only; this model uses "
+                         f"dequantization={model.dequantization!r}.")
     if not model.is_initialized:
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
                          "(its actnorm layers still hold their zero initial values).")
@@ -279,6 +284,174 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
     module = _FlowServing(model, fns, names, info)
     # Functions, not concrete functions: `tf.saved_model.save` traces them in its own context
     # anyway, so tracing them here too would double the export time.
+    sigs = {name: fns[name] for name in names}
+    if serving_default is not None:
+        sigs["serving_default"] = sigs[serving_default]
+    path = os.fspath(path)
+    tf.saved_model.save(module, path, signatures=sigs)
+    extra = os.path.join(path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "tfp_glow.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    return path
+
+
+# ------------------------------------------------------------------ class-conditional models
+#: Signatures of a class-conditional image model (`ConditionalFlowModel`).
+CONDITIONAL_SIGNATURES = ("log_prob", "classify", "sample", "encode", "decode")
+
+
+def _check_labels_in_graph(labels, num_classes, signature, n=None):
+    """`labels` after run-time checks: rank 1, one per example (if `n`), in `0..K-1`."""
+    checks = [
+        tf.debugging.Assert(tf.equal(tf.rank(labels), 1), [
+            f"tfp_glow SavedModel, signature {signature}: expects label: int32 [batch]; received rank", tf.rank(labels)]),
+        tf.debugging.Assert(tf.reduce_all((labels >= 0) & (labels < num_classes)), [
+            f"tfp_glow SavedModel, signature {signature}: labels must be in 0..{num_classes - 1}; received",
+            labels], summarize=16),
+    ]
+    if n is not None:
+        checks.append(tf.debugging.Assert(tf.equal(tf.size(labels), n), [
+            f"tfp_glow SavedModel, signature {signature}: expects one label per example; received", tf.size(labels),
+            "labels for", n, "examples"]))
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+def conditional_serving_functions(model):
+    """The `tf.function`s of a class-conditional model's signatures (cached per model).
+
+    | signature | inputs | outputs |
+    |---|---|---|
+    | `log_prob` | `x` uint8 `[N, H, W, C]`, `label` int32 `[N]` | `log_prob`, `nll`, `bits_per_dim` `[N]` of `log p(x | y)` |
+    | `classify` | `x` uint8 `[N, H, W, C]` | `label` int32 `[N]` (Bayes rule), `log_posterior` `[N, K]`, `class_log_prob` `[N, K]` (`log p(x | y)`), `marginal_log_prob` `[N]` |
+    | `sample` | `label` int32 `[n]`, `temperature` float32 `[]`, `seed` int32 `[]` | `images` uint8, `x` float32 `[n, H, W, C]` |
+    | `encode` | `x`, `label` | `z` float32 `[N, L...]` |
+    | `decode` | `z`, `label` | `x`, `images` |
+    """
+    if model in _CACHE:
+        return _CACHE[model]
+    ref = weakref.ref(model)
+    event_shape = tuple(int(d) for d in model.event_shape)
+    latent_shape = tuple(int(d) for d in model.latent_shape)
+    k, n_bits = int(model.num_classes), model.n_bits
+    x_spec = tf.TensorSpec([None, *event_shape], tf.uint8, name="x")
+    y_spec = tf.TensorSpec([None], tf.int32, name="label")
+    note = " (8-bit pixel levels 0..255)"
+
+    def context(labels):
+        return tf.one_hot(labels, k, dtype=tf.float32)
+
+    def images(x):
+        return {"x": tf.cast(x, tf.float32), "images": data_lib.to_uint8(x, n_bits)}
+
+    fns = {}
+
+    @tf.function(input_signature=[x_spec, y_spec], autograph=False)
+    def log_prob(x, label):
+        x = _check_input(x, "log_prob", "x", event_shape, note)
+        label = _check_labels_in_graph(label, k, "log_prob", tf.shape(x)[0])
+        log_p, nll, bpd = ref().log_prob_and_bpd(ref().preprocess(x, fixed_noise=True), label)
+        return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+    fns["log_prob"] = log_prob
+
+    @tf.function(input_signature=[x_spec], autograph=False)
+    def classify(x):
+        x = _check_input(x, "classify", "x", event_shape, note)
+        ll, joint, marginal = ref()._posterior_parts(ref().preprocess(x, fixed_noise=True))
+        return {"label": tf.argmax(joint, axis=-1, output_type=tf.int32), "log_posterior": joint - marginal[:, None],
+                "class_log_prob": ll, "marginal_log_prob": marginal}
+    fns["classify"] = classify
+
+    @tf.function(input_signature=[y_spec, tf.TensorSpec([], tf.float32, name="temperature"),
+                                  tf.TensorSpec([], tf.int32, name="seed")], autograph=False)
+    def sample(label, temperature, seed):
+        label = _check_labels_in_graph(label, k, "sample")
+        check = tf.debugging.Assert(temperature >= 0.0, [
+            "tfp_glow SavedModel, signature sample: expects temperature >= 0; received", temperature])
+        with tf.control_dependencies([check]):
+            shape = tf.concat([tf.shape(label), tf.constant(latent_shape, tf.int32)], axis=0)
+            z = tf.random.stateless_normal(shape, seed=tf.stack([seed, 0]), dtype=tf.float32) * temperature
+        z.set_shape([None, *latent_shape])
+        return images(ref().distribution.bijector.forward(z, conditional_input=context(label)))
+    fns["sample"] = sample
+
+    @tf.function(input_signature=[x_spec, y_spec], autograph=False)
+    def encode(x, label):
+        x = _check_input(x, "encode", "x", event_shape, note)
+        label = _check_labels_in_graph(label, k, "encode", tf.shape(x)[0])
+        x_pre = ref().preprocess(x, fixed_noise=True)
+        return {"z": ref().distribution.bijector.inverse(x_pre, conditional_input=context(label))}
+    fns["encode"] = encode
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *latent_shape], tf.float32, name="z"), y_spec],
+                 autograph=False)
+    def decode(z, label):
+        z = _check_input(z, "decode", "z", latent_shape, " (latent)")
+        label = _check_labels_in_graph(label, k, "decode", tf.shape(z)[0])
+        return images(ref().distribution.bijector.forward(z, conditional_input=context(label)))
+    fns["decode"] = decode
+
+    _CACHE[model] = fns
+    return fns
+
+
+class _ConditionalServing(tf.Module):
+    """The SavedModel of a conditional model: the flow's variables, `log p(y)`, metadata, functions."""
+
+    def __init__(self, model, fns, names, info):
+        super().__init__(name="tfp_glow_conditional_serving")
+        self.flow_variables = list(model.distribution.variables)
+        self.class_log_prior = model.class_log_prior.value
+        self.config_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False, name="config_json")
+        for name in names:
+            setattr(self, name, fns[name])
+
+
+def export_conditional_saved_model(model, path, signatures=None, serving_default="log_prob"):
+    """Write a class-conditional image model (`ConditionalFlowModel`) as a SavedModel.
+
+    Signatures: see `conditional_serving_functions`. Like `export_saved_model`, it loads with
+    TensorFlow alone; labels are checked in the graph (rank, count, range).
+
+    Args:
+      model: an initialised `ConditionalFlowModel` on images.
+      path: directory to write.
+      signatures: a subset of `CONDITIONAL_SIGNATURES` (default all).
+      serving_default: the signature also exported as `serving_default`, or `None`.
+
+    Returns:
+      The path, as a string.
+    """
+    if not getattr(model, "num_classes", 0) or not model.is_image:
+        raise ValueError("export_conditional_saved_model exports class-conditional image models; use "
+                         "export_saved_model for unconditional ones.")
+    names = tuple(CONDITIONAL_SIGNATURES if signatures is None else
+                  ([signatures] if isinstance(signatures, str) else signatures))
+    unknown = [s for s in names if s not in CONDITIONAL_SIGNATURES]
+    if unknown or not names:
+        raise ValueError(f"Unknown signatures {unknown or names}; a conditional model exports {list(CONDITIONAL_SIGNATURES)}.")
+    if serving_default is not None and serving_default not in names:
+        raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
+    if not model.is_initialized:
+        raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first.")
+    flow_ids = {id(v) for v in model.distribution.variables} | {id(model.class_log_prior.value)}
+    missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in flow_ids]
+    if missing:
+        raise ValueError(f"Cannot export: weights not held by the distribution: {missing[:10]}.")
+    fns = conditional_serving_functions(model)
+    info = {
+        "format": "tfp_glow.saved_model/1",
+        "config": model.config_.to_dict(),
+        "n_bits": model.n_bits,
+        "eval_seed": int(model.eval_seed),
+        "event_shape": [int(d) for d in model.event_shape],
+        "latent_shape": [int(d) for d in model.latent_shape],
+        "num_dims": int(model.num_dims),
+        "num_classes": int(model.num_classes),
+        "signatures": list(names) + (["serving_default"] if serving_default else []),
+    }
+    module = _ConditionalServing(model, fns, names, info)
     sigs = {name: fns[name] for name in names}
     if serving_default is not None:
         sigs["serving_default"] = sigs[serving_default]

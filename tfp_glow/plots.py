@@ -120,7 +120,8 @@ def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, m
 
     Args:
       path: output file (`.png`); parent directories are created.
-      images: uint8 `[N, H, W, C]` (C = 1, 3 or 4) or `[N, H, W]`.
+      images: uint8 `[N, H, W, C]` or `[N, H, W]`. C = 1, 3, 4 are written as L, RGB,
+        RGBA; any other C as C grayscale panels side by side (`[H, C * W]` per image).
       scale: integer nearest-neighbour upscale factor; by default the smallest factor that makes
         each image at least `min_size` pixels on its longer side (8x8 digits -> 6x, 48 px).
       cols: grid columns (default `ceil(sqrt(N))`).
@@ -133,10 +134,11 @@ def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, m
       `path`.
     """
     x = _as_images(images)
-    if x.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"PNG grids need 1, 3 or 4 channels; received {x.shape[-1]}.")
     if scale is None:
         scale = max(1, int(math.ceil(min_size / max(x.shape[1], x.shape[2]))))
+    if x.shape[-1] not in (1, 3, 4):
+        # PNG has no 2- or 5+-channel mode: each channel becomes a grayscale panel, side by side
+        x = np.concatenate([x[..., c:c + 1] for c in range(x.shape[-1])], axis=2)
     grid = image_grid(upscale(x, scale), cols=cols, pad=pad, pad_value=pad_value)
     _makedirs_for(path)
     with open(path, "wb") as f:

@@ -111,11 +111,11 @@ class FusedLogDetMixin:
 
     _cache = _graph_only(cache_util.BijectorCache, returns_attrs=False)()
 
-    def _forward_and_log_det(self, z):
-        return self._forward(z), self._forward_log_det_jacobian(z)
+    def _forward_and_log_det(self, z, **kwargs):
+        return self._forward(z, **kwargs), self._forward_log_det_jacobian(z, **kwargs)
 
-    def _inverse_and_log_det(self, x):
-        return self._inverse(x), self._inverse_log_det_jacobian(x)
+    def _inverse_and_log_det(self, x, **kwargs):
+        return self._inverse(x, **kwargs), self._inverse_log_det_jacobian(x, **kwargs)
 
 
 class AugmentedBijectorMixin:
@@ -129,28 +129,30 @@ class AugmentedBijectorMixin:
     _cache = _graph_only(cache_util.BijectorCacheWithGreedyAttrs, returns_attrs=True)(
         forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
-    def _forward(self, z):
-        return self._augmented_forward(z)[0]
+    # **kwargs: TFP bijector kwargs (a conditional bijector's `conditional_input`); the cache
+    # keys on them too.
+    def _forward(self, z, **kwargs):
+        return self._augmented_forward(z, **kwargs)[0]
 
-    def _inverse(self, x):
-        return self._augmented_inverse(x)[0]
+    def _inverse(self, x, **kwargs):
+        return self._augmented_inverse(x, **kwargs)[0]
 
-    def _forward_log_det_jacobian(self, z):
-        cached = self._cache.forward_attributes(z)
+    def _forward_log_det_jacobian(self, z, **kwargs):
+        cached = self._cache.forward_attributes(z, **kwargs)
         if "fldj" not in cached:
-            cached.update(self._augmented_forward(z)[1])
+            cached.update(self._augmented_forward(z, **kwargs)[1])
         return cached["fldj"]
 
-    def _inverse_log_det_jacobian(self, x):
-        cached = self._cache.inverse_attributes(x)
+    def _inverse_log_det_jacobian(self, x, **kwargs):
+        cached = self._cache.inverse_attributes(x, **kwargs)
         if "ildj" not in cached:
-            cached.update(self._augmented_inverse(x)[1])
+            cached.update(self._augmented_inverse(x, **kwargs)[1])
         return cached["ildj"]
 
-    def _forward_and_log_det(self, z):
-        x, attrs = self._augmented_forward(z)
+    def _forward_and_log_det(self, z, **kwargs):
+        x, attrs = self._augmented_forward(z, **kwargs)
         return x, attrs["fldj"]
 
-    def _inverse_and_log_det(self, x):
-        z, attrs = self._augmented_inverse(x)
+    def _inverse_and_log_det(self, x, **kwargs):
+        z, attrs = self._augmented_inverse(x, **kwargs)
         return z, attrs["ildj"]

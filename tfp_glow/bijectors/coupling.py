@@ -8,6 +8,7 @@ import tensorflow_probability as tfp
 
 from tfp_glow import networks
 from tfp_glow.bijectors._util import AugmentedBijectorMixin, apply_on_events, check_event_shape, keras_variables, layer_dtype
+from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, broadcast_context, require_context
 from tfp_glow.bijectors.masks import Mask
 
 tfb = tfp.bijectors
@@ -42,10 +43,16 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
     _n_params = 1  # conditioner channels per transformed channel
 
     def __init__(self, event_shape, mask, parity, conditioner, hidden, validate_args, dtype,
-                 name, parameters):
+                 name, parameters, context_dim=0):
         with tf.name_scope(name) as scope_name:
             self._event_shape_in = tuple(int(d) for d in event_shape)
             self._mask = Mask(mask, self._event_shape_in, parity)
+            if not (isinstance(context_dim, int) and context_dim >= 0):
+                raise ValueError(f"context_dim must be an int >= 0; received {context_dim!r}.")
+            self._context_dim = int(context_dim)
+            self._is_conditional = self._context_dim > 0
+            # the context is concatenated to the conditioner's input (broadcast over H, W)
+            in_shape = self._mask.cond_shape[:-1] + (self._mask.cond_shape[-1] + self._context_dim,)
             out_shape = self._mask.transformed_shape[:-1] + (
                 self._mask.transformed_shape[-1] * self._n_params,)
             if conditioner is None:  # named after this step: weight paths read like the model
@@ -54,11 +61,11 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
                 raise ValueError(f"conditioner must be a Keras layer or a callable; received {conditioner!r}.")
             self._conditioner = conditioner
             # Build now: the weights must exist before Keras or tf.Module can collect them.
-            probe = conditioner(tf.zeros((1,) + self._mask.cond_shape, dtype=dtype))
+            probe = conditioner(tf.zeros((1,) + in_shape, dtype=dtype))
             got = tuple(probe.shape[1:])
             if got != out_shape:
                 raise ValueError(
-                    f"{name}: the conditioner maps {[None, *self._mask.cond_shape]} to "
+                    f"{name}: the conditioner maps {[None, *in_shape]} to "
                     f"{[None, *got]}; expected {[None, *out_shape]}.")
             self._conditioner_variables = keras_variables(conditioner)
             super().__init__(forward_min_event_ndims=len(self._event_shape_in), validate_args=validate_args,
@@ -77,6 +84,25 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
     def mask(self):
         return self._mask
 
+    @property
+    def context_dim(self):
+        return self._context_dim
+
+    def _with_context(self, cond, x, context):
+        """The conditioner's input: `cond`, with the context `[*batch, K]` concatenated on the
+        last axis (broadcast over the positions of an image)."""
+        if not self._is_conditional:
+            if context is not None:
+                raise ValueError(f"{self.name} is not conditional (context_dim=0) but received "
+                                 f"`{CONDITIONAL_INPUT}`.")
+            return cond
+        rank = len(self._event_shape_in)
+        c = broadcast_context(require_context(context, self._context_dim, self.name), x, rank)
+        c = tf.cast(c, cond.dtype)
+        if rank > 1:
+            c = c[..., None, None, :] * tf.ones(self._event_shape_in[:-1] + (1,), cond.dtype)
+        return tf.concat([cond, c], axis=-1)
+
     def _raw(self, cond):
         h = apply_on_events(self._conditioner, cond, len(self._event_shape_in))
         return tf.cast(h, self.dtype)  # the network may run in bf16/fp16; the flow stays float32
@@ -84,17 +110,17 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
     def _reduce(self, v):
         return tf.reduce_sum(v, axis=list(range(-len(self._event_shape_in), 0)))
 
-    def _augmented_forward(self, z):
+    def _augmented_forward(self, z, conditional_input=None):
         check_event_shape(z, self._event_shape_in, self.name)
         cond, z_b = self._mask.split(z)
-        x_b, ldj = self._transform(z_b, self._raw(cond), inverse=False)
+        x_b, ldj = self._transform(z_b, self._raw(self._with_context(cond, z, conditional_input)), inverse=False)
         x = self._mask.merge(z, cond, x_b)
         return x, {"fldj": ldj, "ildj": -ldj}
 
-    def _augmented_inverse(self, x):
+    def _augmented_inverse(self, x, conditional_input=None):
         check_event_shape(x, self._event_shape_in, self.name)
         cond, x_b = self._mask.split(x)
-        z_b, ldj = self._transform(x_b, self._raw(cond), inverse=True)
+        z_b, ldj = self._transform(x_b, self._raw(self._with_context(cond, x, conditional_input)), inverse=True)
         z = self._mask.merge(x, cond, z_b)
         return z, {"ildj": -ldj, "fldj": ldj}
 
@@ -119,6 +145,8 @@ class AdditiveCoupling(_Coupling):
       validate_args: TFP flag.
       dtype: float dtype of the flow.
       name: name scope.
+      context_dim: size `K` of a context `c [*batch, K]` (TFP kwarg `conditional_input`)
+        concatenated to the conditioner's input, broadcast over H, W: `t(z_a, c)`. 0: none.
 
     References:
       Dinh, Krueger & Bengio, "NICE: Non-linear Independent Components Estimation", ICLR 2015.
@@ -127,10 +155,10 @@ class AdditiveCoupling(_Coupling):
     _n_params = 1
 
     def __init__(self, event_shape, mask="checkerboard", parity=0, conditioner=None, hidden=None,
-                 validate_args=False, dtype=tf.float32, name="additive_coupling"):
+                 validate_args=False, dtype=tf.float32, name="additive_coupling", context_dim=0):
         parameters = dict(locals())
         super().__init__(event_shape, mask, parity, conditioner, hidden, validate_args, dtype, name,
-                         parameters)
+                         parameters, context_dim)
 
     def _transform(self, v, h, inverse):
         shift = self._mask.select_transformed(h)
@@ -164,6 +192,8 @@ class AffineCoupling(_Coupling):
       validate_args: TFP flag.
       dtype: float dtype of the flow.
       name: name scope.
+      context_dim: size `K` of a context `c [*batch, K]` (TFP kwarg `conditional_input`)
+        concatenated to the conditioner's input, broadcast over H, W: `s(z_a, c)`, `t(z_a, c)`.
 
     References:
       Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP", ICLR 2017.
@@ -174,7 +204,7 @@ class AffineCoupling(_Coupling):
 
     def __init__(self, event_shape, mask="checkerboard", parity=0, conditioner=None, hidden=None,
                  scale_fn="sigmoid", scale_bound=2.0, scale_min=DEFAULT_SCALE_MIN, validate_args=False,
-                 dtype=tf.float32, name="affine_coupling"):
+                 dtype=tf.float32, name="affine_coupling", context_dim=0):
         parameters = dict(locals())
         if scale_fn not in SCALE_FUNCTIONS:
             raise ValueError(f"scale_fn must be one of {SCALE_FUNCTIONS}; received {scale_fn!r}.")
@@ -184,7 +214,7 @@ class AffineCoupling(_Coupling):
             raise ValueError(f"scale_bound must be a positive float; received {scale_bound!r}.")
         self._scale_fn, self._scale_bound, self._scale_min = scale_fn, float(scale_bound), float(scale_min)
         super().__init__(event_shape, mask, parity, conditioner, hidden, validate_args, dtype, name,
-                         parameters)
+                         parameters, context_dim)
 
     def _transform(self, v, h, inverse):
         shift, raw = tf.split(h, 2, axis=-1)

@@ -7,6 +7,8 @@ import tensorflow_probability as tfp
 from tfp_glow import networks
 from tfp_glow.bijectors import walk
 from tfp_glow.bijectors._util import AugmentedBijectorMixin, FusedLogDetMixin, apply_on_events, check_event_shape, keras_variables
+from tfp_glow.bijectors.conditioning import (CONDITIONAL_INPUT, ContextProjection, broadcast_context, is_conditional,
+                                             require_context)
 
 tfb = tfp.bijectors
 
@@ -37,6 +39,10 @@ class Split(AugmentedBijectorMixin, tfb.Bijector):
       validate_args: TFP flag.
       dtype: float dtype; the prior stays in it under mixed precision.
       name: name scope.
+      context_dim: size `K` of a context `c [*batch, K]` (TFP kwarg `conditional_input`): the
+        prior becomes class-conditional as openai/glow's `ycond`, `(mu, log sigma) +=
+        W c + b` (zero-initialised, per channel, broadcast over H, W). The context is also
+        handed to a conditional `inner`.
 
     References:
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
@@ -45,7 +51,7 @@ class Split(AugmentedBijectorMixin, tfb.Bijector):
 
 
     def __init__(self, event_shape, inner=None, conditioner=None, learn_prior=True, log_scale_bound=5.0,
-                 validate_args=False, dtype=tf.float32, name="split"):
+                 validate_args=False, dtype=tf.float32, name="split", context_dim=0):
         parameters = dict(locals())
         with tf.name_scope(name) as scope_name:
             self._event_shape_in = tuple(int(d) for d in event_shape)
@@ -76,6 +82,15 @@ class Split(AugmentedBijectorMixin, tfb.Bijector):
                         f"Split's conditioner maps {[None, h, w, self._half]} to {[None, *probe.shape[1:]]}; "
                         f"expected {[None, h, w, 2 * self._half]}.")
             self._conditioner_variables = keras_variables(conditioner)
+            self._context_dim = int(context_dim)
+            self._context_projection = None
+            if self._context_dim:
+                self._context_projection = ContextProjection(2 * self._half, dtype=tf.as_dtype(dtype).name,
+                                                             name=f"{name}_context")
+                self._context_projection(tf.zeros((1, self._context_dim), dtype=dtype))
+            self._context_variables = keras_variables(self._context_projection)
+            self._inner_conditional = inner is not None and is_conditional(inner)
+            self._is_conditional = bool(self._context_dim) or self._inner_conditional
             self._bound = float(log_scale_bound)
             super().__init__(forward_min_event_ndims=3, validate_args=validate_args, dtype=dtype,
                              parameters=parameters, name=scope_name)
@@ -88,35 +103,44 @@ class Split(AugmentedBijectorMixin, tfb.Bijector):
     def conditioner(self):
         return self._conditioner
 
-    def _prior(self, x1):
+    def _inner_kwargs(self, context):
+        if context is not None and not self._is_conditional:
+            raise ValueError(f"{self.name} is not conditional but received `{CONDITIONAL_INPUT}`.")
+        return {CONDITIONAL_INPUT: context} if (self._inner_conditional and context is not None) else {}
+
+    def _prior(self, x1, context=None):
         if self._conditioner is None:
-            return tf.zeros_like(x1), tf.zeros_like(x1)
-        h = tf.cast(apply_on_events(self._conditioner, x1, 3), self.dtype)
+            h = tf.zeros(tf.concat([tf.shape(x1)[:-1], [2 * self._half]], axis=0), self.dtype)
+        else:
+            h = tf.cast(apply_on_events(self._conditioner, x1, 3), self.dtype)
+        if self._context_dim:
+            c = broadcast_context(require_context(context, self._context_dim, self.name), x1, 3)
+            h = h + tf.cast(self._context_projection(c), self.dtype)[..., None, None, :]
         mean, raw = tf.split(h, 2, axis=-1)
         return mean, bounded_log_scale(raw, self._bound)
 
-    def _augmented_forward(self, z):
+    def _augmented_forward(self, z, conditional_input=None):
         check_event_shape(z, self._event_shape_in, self.name)
         z1, z2 = tf.split(z, 2, axis=-1)
         if self._inner is None:
             x1, ldj = z1, 0.0
         else:
-            x1, ldj = walk.forward_and_log_det(self._inner, z1, 3)
-        mean, log_sigma = self._prior(x1)
+            x1, ldj = walk.forward_and_log_det(self._inner, z1, 3, **self._inner_kwargs(conditional_input))
+        mean, log_sigma = self._prior(x1, conditional_input)
         x2 = mean + tf.exp(log_sigma) * z2
         ldj = ldj + tf.reduce_sum(log_sigma, axis=[-3, -2, -1])
         return tf.concat([x1, x2], axis=-1), {"fldj": ldj, "ildj": -ldj}
 
-    def _augmented_inverse(self, x):
+    def _augmented_inverse(self, x, conditional_input=None):
         check_event_shape(x, self._event_shape_in, self.name)
         x1, x2 = tf.split(x, 2, axis=-1)
-        mean, log_sigma = self._prior(x1)
+        mean, log_sigma = self._prior(x1, conditional_input)
         z2 = (x2 - mean) * tf.exp(-log_sigma)
         ildj = -tf.reduce_sum(log_sigma, axis=[-3, -2, -1])
         if self._inner is None:
             z1 = x1
         else:
-            z1, inner_ildj = walk.inverse_and_log_det(self._inner, x1, 3)
+            z1, inner_ildj = walk.inverse_and_log_det(self._inner, x1, 3, **self._inner_kwargs(conditional_input))
             ildj = ildj + inner_ildj
         return tf.concat([z1, z2], axis=-1), {"ildj": ildj, "fldj": -ildj}
 
@@ -147,13 +171,17 @@ class LearnedPrior(FusedLogDetMixin, tfb.Bijector):
       validate_args: TFP flag.
       dtype: float dtype; stays float32 under mixed precision.
       name: name scope.
+      context_dim: size `K` of a context `c [*batch, K]` (TFP kwarg `conditional_input`):
+        class-conditional as openai/glow's `ycond`, `(mu, log sigma) += W c + b`
+        (zero-initialised; per channel, broadcast over H, W, for an image event `[H, W, C]`;
+        per entry for a vector event `[D]`).
 
     References:
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
     """
 
     def __init__(self, event_shape, log_scale_bound=5.0, validate_args=False, dtype=tf.float32,
-                 name="learned_prior"):
+                 name="learned_prior", context_dim=0):
         parameters = dict(locals())
         with tf.name_scope(name) as scope_name:
             self._event_shape_in = tuple(int(d) for d in event_shape)
@@ -161,6 +189,16 @@ class LearnedPrior(FusedLogDetMixin, tfb.Bijector):
             self._variables = keras_variables(self._params)
             self._mean, self._raw_log_scale = self._variables
             self._bound = float(log_scale_bound)
+            self._context_dim = int(context_dim)
+            self._is_conditional = self._context_dim > 0
+            self._context_projection = None
+            if self._context_dim:
+                per = self._event_shape_in[-1] if len(self._event_shape_in) == 3 else int(
+                    tf.TensorShape(self._event_shape_in).num_elements())
+                self._context_projection = ContextProjection(2 * per, dtype=tf.as_dtype(dtype).name,
+                                                             name=f"{name}_context")
+                self._context_projection(tf.zeros((1, self._context_dim), dtype=dtype))
+            self._context_variables = keras_variables(self._context_projection)
             super().__init__(forward_min_event_ndims=len(self._event_shape_in), validate_args=validate_args,
                              dtype=dtype, parameters=parameters, name=scope_name)
 
@@ -171,18 +209,42 @@ class LearnedPrior(FusedLogDetMixin, tfb.Bijector):
     def _log_sigma(self):
         return bounded_log_scale(self._raw_log_scale, self._bound)
 
-    def _forward(self, z):
+    def _params_for(self, t, context):
+        """`(mu, log sigma)`: of the event's shape, or `[*batch, *event]` with a context."""
+        if not self._context_dim:
+            if context is not None:
+                raise ValueError(f"{self.name} is not conditional but received `{CONDITIONAL_INPUT}`.")
+            return self._mean, self._log_sigma()
+        rank = len(self._event_shape_in)
+        c = broadcast_context(require_context(context, self._context_dim, self.name), t, rank)
+        h = tf.cast(self._context_projection(c), self.dtype)
+        if rank == 3:  # per channel, broadcast over H, W
+            d_mean, d_raw = tf.split(h[..., None, None, :], 2, axis=-1)
+        else:
+            shape = tf.concat([tf.shape(h)[:-1], list(self._event_shape_in)], axis=0)
+            d_mean, d_raw = (tf.reshape(v, shape) for v in tf.split(h, 2, axis=-1))
+        return self._mean + d_mean, bounded_log_scale(self._raw_log_scale + d_raw, self._bound)
+
+    def _forward(self, z, conditional_input=None):
         check_event_shape(z, self._event_shape_in, self.name)
-        return self._mean + tf.exp(self._log_sigma()) * z
+        mean, log_sigma = self._params_for(z, conditional_input)
+        return mean + tf.exp(log_sigma) * z
 
-    def _inverse(self, x):
+    def _inverse(self, x, conditional_input=None):
         check_event_shape(x, self._event_shape_in, self.name)
-        return (x - self._mean) * tf.exp(-self._log_sigma())
+        mean, log_sigma = self._params_for(x, conditional_input)
+        return (x - mean) * tf.exp(-log_sigma)
 
-    def _forward_log_det_jacobian(self, z):
+    def _forward_log_det_jacobian(self, z, conditional_input=None):
         check_event_shape(z, self._event_shape_in, self.name)
-        return tf.reduce_sum(self._log_sigma())
+        if not self._context_dim:
+            return tf.reduce_sum(self._log_sigma())
+        log_sigma = self._params_for(z, conditional_input)[1]
+        return tf.reduce_sum(log_sigma, axis=list(range(-len(self._event_shape_in), 0)))
 
-    def _inverse_log_det_jacobian(self, x):
+    def _inverse_log_det_jacobian(self, x, conditional_input=None):
         check_event_shape(x, self._event_shape_in, self.name)
-        return -tf.reduce_sum(self._log_sigma())
+        if not self._context_dim:
+            return -tf.reduce_sum(self._log_sigma())
+        log_sigma = self._params_for(x, conditional_input)[1]
+        return -tf.reduce_sum(log_sigma, axis=list(range(-len(self._event_shape_in), 0)))

@@ -12,7 +12,7 @@ import math
 __all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DATA_HELP",
            "DEFAULTS_HELP"]
 
-FLOW_CHOICES = ("glow", "realnvp", "nice")
+FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")
 STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.distribute.STRATEGIES
 POLICIES = ("none", "mixed_bfloat16", "mixed_float16")
 DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_VAL_FRACTION
@@ -60,6 +60,10 @@ defaults per data kind (any option given explicitly wins; tfp_glow.recipes holds
   nice:            4 couplings of 3 x 256 units (the paper: 5 x 1000); on digits 100 epochs at
                    lr 1e-2 (its scaling layer starts at 1 and must shrink constant pixels)
   realnvp images:  levels 2, 3 couplings per stage, hidden 64
+  nsf:             rational-quadratic spline couplings, 8 bins on [-3, 3], an actnorm before
+                   each: 4 couplings of 2 x 128 units (vectors), 8 of 2 x 256 (images, flattened)
+  maf:             5 MAF layers (affine, MADE 2 x 128 units; 2 x 256 on flattened images), the
+                   order reversed between layers; --transform spline for spline MAF
 """
 
 
@@ -105,6 +109,7 @@ non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0", "a finite number >= 0")
 fraction = _number(float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
 n_bits = _number(int, lambda v: 1 <= v <= 8, "an integer in [1, 8]")
+spline_bins = _number(int, lambda v: v >= 2, "an integer >= 2")
 
 
 def hidden_sizes(text):
@@ -118,6 +123,92 @@ def hidden_sizes(text):
     return units
 
 
+def int_list(text):
+    """`N,N,...`: integers, as a tuple."""
+    try:
+        return tuple(int(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers; got {text!r}") from None
+
+
+def float_list(text):
+    """`X,X,...`: finite numbers >= 0, as a tuple."""
+    try:
+        values = tuple(float(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers; got {text!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers >= 0; got {text!r}")
+    return values
+
+
+def add_latent_commands(sub):
+    """The latent toolkit's and scoring's subcommands: interpolate, manipulate, score."""
+    i = sub.add_parser("interpolate", help="decode the path between the latents of two examples (PNG grid)",
+                       formatter_class=HelpFormatter,
+                       description="Encode examples A and B of a split into the full latent (every split level "
+                                   "included, so the end points reconstruct exactly), interpolate linearly and "
+                                   "spherically, decode, and write a PNG grid: one row per method.")
+    i.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
+    i.add_argument("--a", type=int, default=0, help="index of the first example in the split")
+    i.add_argument("--b", type=int, default=1, help="index of the second example in the split")
+    i.add_argument("--steps", type=positive_int, default=8, help="points on each path, end points included")
+    i.add_argument("--method", choices=("both", "linear", "spherical"), default="both", help="interpolation")
+    i.add_argument("--split", choices=("train", "validation", "test"), default="test", help="split to take A, B from")
+    i.add_argument("--data", default=None, help="data source (default: the run's data)")
+    i.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory")
+    i.add_argument("--out", default=None, help="output PNG (default: RUN_DIR/interpolate_A_B.png)")
+
+    m = sub.add_parser("manipulate", help="move encoded examples along an attribute direction (PNG grid)",
+                       formatter_class=HelpFormatter,
+                       description="The direction is the mean latent of examples with the attribute minus the mean "
+                                   "latent of those without (openai/glow demo's get_manipulators). On labelled data "
+                                   "(digits) an attribute is a class: --attribute 3 uses 'is a 3'; --attribute 1:7 "
+                                   "uses mean z(class 7) - mean z(class 1) and moves examples of class 1. Each row is "
+                                   "an example decoded at --strengths.")
+    m.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
+    m.add_argument("--attribute", required=True,
+                   help="K (examples of class K against the rest) or A:B (class A towards class B)")
+    m.add_argument("--strengths", type=signed_float_list, default=(-1.0, -0.5, 0.0, 0.5, 1.0, 1.5),
+                   help="multiples of the direction to decode, comma-separated")
+    m.add_argument("--n", type=positive_int, default=6, help="examples to move (rows)")
+    m.add_argument("--split", choices=("train", "validation", "test"), default="train",
+                   help="split the direction is estimated on (the examples moved come from the test split)")
+    m.add_argument("--data", default=None, help="labelled data source (default: the run's data)")
+    m.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory")
+    m.add_argument("--out", default=None, help="output PNG (default: RUN_DIR/manipulate_<attribute>.png)")
+
+    c = sub.add_parser("score", help="per-example bits/dim of a data set, histograms and OOD AUROC",
+                       formatter_class=HelpFormatter,
+                       description="Score every example of DATA (its --split) with the run's model: bits/dim, the "
+                                   "typicality score |bpd - mean training bpd| (Nalisnick et al. 2019) and the "
+                                   "complexity-corrected score bpd - PNG bits/dim (Serra et al. 2020). Writes a CSV and a "
+                                   "histogram PNG. With --ood OTHER (the data to tell apart from DATA), also reports "
+                                   "the AUROC of each score (OTHER = positive) and the typicality test's detection "
+                                   "rate on batches.")
+    c.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
+    c.add_argument("data", metavar="DATA", help="in-distribution data source (e.g. digits)")
+    c.add_argument("--ood", default=None, help="a second data source to detect (e.g. photos32 --resize, an .npz)")
+    c.add_argument("--split", choices=("train", "validation", "test"), default="test", help="split of DATA and OTHER")
+    c.add_argument("--resize", action="store_true",
+                   help="convert images to the model's shape first (area resize; RGB -> gray by luminance, gray -> "
+                        "RGB by repetition)")
+    c.add_argument("--batch", type=positive_int, default=8, help="batch size M of the typicality test")
+    c.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory")
+    c.add_argument("--out", default=None, help="output prefix (default: RUN_DIR/score_<data>)")
+
+
+def signed_float_list(text):
+    """`X,X,...`: finite numbers, as a tuple."""
+    try:
+        values = tuple(float(u) for u in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of numbers; got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers; got {text!r}")
+    return values
+
+
 # ------------------------------------------------------------------------------------ parser
 def build_parser():
     """The `tfp-glow` argument parser."""
@@ -127,7 +218,9 @@ def build_parser():
                     "Run `tfp-glow train` to train a small Glow on the offline 8x8 digits in a few\n"
                     "minutes; `tfp-glow SUBCOMMAND --help` describes each subcommand.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,evaluate,export,bench}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one `error:` line (also TFP_GLOW_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,evaluate,export,interpolate,manipulate,score,bench}")
 
     # ------------------------------------------------------------------------- train
     t = sub.add_parser(
@@ -140,7 +233,8 @@ def build_parser():
                     "Prints the test bits/dim (fixed dequantization noise).",
         epilog=DATA_HELP + "\n" + DEFAULTS_HELP)
     t.add_argument("--flow", choices=FLOW_CHOICES, default=None,
-                   help="flow family (default: glow for images, realnvp for vectors)")
+                   help="flow family (default: glow for images, realnvp for vectors); nsf (neural spline "
+                        "flow) and maf (masked autoregressive flow) flatten images to vectors")
     t.add_argument("--data", default=None,
                    help="data source, see below (default: digits; with --resume: the run's data)")
     t.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory (tfds sources)")
@@ -175,10 +269,10 @@ def build_parser():
                    help="glow: number of levels L (squeezes); realnvp images: number of scales")
     m.add_argument("--steps", type=positive_int, default=None,
                    help="glow: steps K per level; realnvp: couplings per stage (images) or in all "
-                        "(vectors); nice: coupling layers")
+                        "(vectors); nice, nsf: coupling layers; maf: autoregressive layers")
     m.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="conditioner width: channels of the conv nets (glow, realnvp images), or MLP "
-                        "units as N or N,N,... (nice, realnvp vectors)")
+                        "units as N or N,N,... (nice, nsf, maf, realnvp vectors)")
     m.add_argument("--coupling", choices=("affine", "additive"), default=None,
                    help="glow: coupling kind (default affine)")
     m.add_argument("--lu", action=argparse.BooleanOptionalAction, default=None,
@@ -187,6 +281,10 @@ def build_parser():
                    help="realnvp images: RealNVP's logit preprocessing with this alpha (default off)")
     m.add_argument("--learn-prior", action=argparse.BooleanOptionalAction, default=None,
                    help="realnvp images: learned priors at the splits (default off)")
+    m.add_argument("--bins", type=spline_bins, default=None,
+                   help="nsf, maf --transform spline: spline bins (default 8)")
+    m.add_argument("--transform", choices=("affine", "spline"), default=None,
+                   help="maf: elementwise transform of each autoregressive layer (default affine)")
     o = t.add_argument_group("sampling and output")
     o.add_argument("--temperature", type=positive_float, default=0.7,
                    help="sampling temperature of samples_final.png and the per-epoch samples")
@@ -214,6 +312,10 @@ def build_parser():
                         "log-dets stay float32)")
     r.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                    help="Keras verbosity (default: 1 = progress bar on a terminal, else 2 = one line per epoch)")
+    t.add_argument("--conditional", action="store_true",
+                   help="train a class-conditional flow p(x|y) on labelled data (digits, digits28, an .npz with "
+                        "labels under 'y', tfds (image, label)); reports the test accuracy of the Bayes-rule "
+                        "classifier argmax_y log p(x|y) + log p(y) (default run dir: runs/<flow>-<data>-conditional)")
 
     # ------------------------------------------------------------------------ sample
     s = sub.add_parser("sample", help="write a PNG grid of samples of a trained run",
@@ -229,6 +331,13 @@ def build_parser():
     s.add_argument("--cols", type=positive_int, default=None, help="grid columns (default ceil(sqrt(n)))")
     s.add_argument("--scale", type=positive_int, default=None,
                    help="nearest-neighbour upscale factor (default: images at least 48 px)")
+    s.add_argument("--labels", type=int_list, default=None,
+                   help="conditional runs: class of each sample, comma-separated (default: the classes in turn)")
+    s.add_argument("--by-class", action="store_true",
+                   help="conditional runs: a grid with one row per class, --n samples in each")
+    s.add_argument("--level-temperatures", type=float_list, default=None,
+                   help="one temperature per level, finest first (e.g. 0.5,0.8 for a 2-level glow); replaces "
+                        "--temperature")
 
     # ---------------------------------------------------------------------- evaluate
     e = sub.add_parser("evaluate", help="print bits/dim of a trained run on a data split",
@@ -252,6 +361,8 @@ def build_parser():
     x.add_argument("--signatures", default=None,
                    help="comma-separated signatures to export (default: all the model offers, e.g. "
                         "log_prob,log_prob_float,sample,encode,decode for images)")
+
+    add_latent_commands(sub)
 
     # ------------------------------------------------------------------------- bench
     sub.add_parser("bench", add_help=False, help="speed and quality benchmarks (tfp-glow bench --help)",

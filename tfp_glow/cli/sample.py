@@ -5,6 +5,7 @@ import keras
 
 from tfp_glow import plots
 from tfp_glow.cli.common import load_run
+from tfp_glow.cli.latent_common import latent_grid
 from tfp_glow.cli.options import CLIError, say
 
 __all__ = ["run"]
@@ -15,7 +16,11 @@ def run(args):
     model, config = load_run(args.run_dir)
     keras.utils.set_random_seed(args.seed)
     out = args.out or os.path.join(args.run_dir, f"samples_t{args.temperature:g}_seed{args.seed}.png")
-    if model.is_image:
+    if model.is_image and (getattr(args, "labels", None) or getattr(args, "by_class", False)
+                           or getattr(args, "level_temperatures", None) or getattr(model, "num_classes", 0)):
+        images, cols = latent_grid(model, args)  # by class and/or temperature per level
+        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols or cols)
+    elif model.is_image:
         images = model.sample_images(args.n, args.temperature, seed=args.seed)
         plots.save_image_grid(out, images, scale=args.scale, cols=args.cols,
                               title=plots.sample_title(args.temperature))

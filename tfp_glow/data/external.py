@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import socket
+import threading
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -184,26 +186,39 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
     """
     tfds = require("tensorflow_datasets", "tfds", f"the TensorFlow Datasets source {name!r}")
 
-    try:
-        ds = tfds.load(name, split=split, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
+    def unknown(e):
         base = name.split("/")[0].split(":")[0]
         try:
             close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
         except Exception:  # pragma: no cover - suggestions are best effort
             close = []
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
-            f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the "
-            f"available names.{hint}"
-        ) from e
-    except Exception as e:
-        raise RuntimeError(
-            f"could not load or download TFDS dataset {name!r} (split {split!r}, "
-            f"data_dir {data_dir!r}): {type(e).__name__}: {e}. Without internet "
-            "access, use the offline 'digits' data or pass your own images with "
-            "--data path.npz (or an image folder)."
-        ) from e
+        return ValueError(f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the available "
+                          f"names.{hint}")
+
+    def failed(e, reason=""):
+        return RuntimeError(
+            f"could not load or download TFDS dataset {name!r} (split {split!r}, data_dir {data_dir!r}): "
+            f"{type(e).__name__}: {e}.{reason} Without internet access, use the offline 'digits' data, pass "
+            f"--data-dir with the prepared data, or your own images with --data path.npz (or an image folder).")
+
+    # Prepared (or mocked) data loads without the network; only a download needs it, and tfds
+    # retries an unreachable server for minutes, so the server is probed once, briefly, first.
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise unknown(e) from e
+    except Exception as first:
+        reason = probe_network()
+        if reason is not None:
+            raise _Unreachable(str(failed(first, f" The data is not prepared and cannot be downloaded: "
+                                                 f"{reason}."))) from first
+        try:
+            ds = tfds.load(name, split=split, data_dir=data_dir, download=True)
+        except tfds.core.registered.DatasetNotFoundError as e:
+            raise unknown(e) from e
+        except Exception as e:
+            raise failed(e) from e
 
     spec = ds.element_spec
     if not isinstance(spec, dict) or "image" not in spec:
@@ -227,3 +242,39 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
         return img[..., None] if add_channel else img
 
     return ds.map(_image, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class _Unreachable(RuntimeError):
+    """The data must be downloaded and the download server does not answer."""
+
+
+#: Where `probe_network` connects (TFDS downloads and its metadata come from Google storage).
+PROBE_ADDRESS = ("storage.googleapis.com", 443)
+
+
+def probe_network(address=None, timeout=3.0):
+    """None if a TCP connection to `address` opens within `timeout` seconds, else the reason.
+
+    The connection (name lookup included, which a socket timeout does not bound) runs in a
+    daemon thread that is abandoned after `timeout`, so this returns within about `timeout`
+    seconds whatever the network does.
+    """
+    host, port = address or PROBE_ADDRESS
+    result = {}
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result["ok"] = True
+        except OSError as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if result.get("ok"):
+        return None
+    if "error" in result:
+        return f"{host}:{port} is unreachable ({result['error']})"
+    return f"{host}:{port} did not answer within {timeout:g} s"
+

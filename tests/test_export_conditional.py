@@ -1,0 +1,140 @@
+"""SavedModel of a class-conditional model: `log_prob`, `sample`, `encode`, `decode` with a label
+input and a `classify` signature, loaded in a child process where `tfp_glow`, TensorFlow
+Probability and Keras cannot be imported; numbers equal to the live model's."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_glow import export, labeled
+from tfp_glow.conditional import ConditionalFlowModel
+from tfp_glow.models import FlowConfig
+
+CONFIG = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8, num_classes=10))
+
+CHILD = textwrap.dedent(r'''
+    import importlib.abc, json, os, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tfp_glow", "tensorflow_probability"):
+                raise ImportError(f"{name} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    import numpy as np
+    import tensorflow as tf
+
+    job_dir = sys.argv[1]
+    with open(os.path.join(job_dir, "job.json")) as f:
+        job = json.load(f)
+    loaded = tf.saved_model.load(job["path"])
+    report = {"signatures": sorted(loaded.signatures.keys()),
+              "config": json.loads(loaded.config_json.numpy().decode())}
+    for call in job["calls"]:
+        inputs = {k: tf.constant(np.load(os.path.join(job_dir, v))) for k, v in call["inputs"].items()}
+        try:
+            out = loaded.signatures[call["signature"]](**inputs)
+        except Exception as e:
+            report[call["id"]] = {"error": f"{type(e).__name__}: {e}"}
+            continue
+        np.savez(os.path.join(job_dir, call["id"] + ".npz"), **{k: v.numpy() for k, v in out.items()})
+        report[call["id"]] = {"ok": sorted(out)}
+    report["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in ("tfp_glow", "tensorflow_probability"))
+    with open(os.path.join(job_dir, "report.json"), "w") as f:
+        json.dump(report, f)
+''')
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export_conditional")
+    x, y, _, _ = labeled.load_labeled_split("digits", "train")
+    keras.utils.set_random_seed(0)
+    model = ConditionalFlowModel(CONFIG, n_bits=5)
+    model.compile(keras.optimizers.Adam(1e-2), jit_compile=False)
+    model.fit(x[:128], y[:128], batch_size=64, epochs=1, verbose=0, shuffle=False)
+    path = str(root / "saved")
+    model.export(path)
+    xt, yt, _, _ = labeled.load_labeled_split("digits", "test")
+    xt, yt = xt[:5], yt[:5].astype(np.int32)
+    z = np.random.default_rng(1).normal(size=(5, 8, 8, 1)).astype(np.float32)
+    calls = {
+        "log_prob": ("log_prob", dict(x=xt, label=yt)),
+        "classify": ("classify", dict(x=xt)),
+        "encode": ("encode", dict(x=xt, label=yt)),
+        "decode": ("decode", dict(z=z, label=yt)),
+        "sample": ("sample", dict(label=np.array([0, 3, 3], np.int32), temperature=np.float32(0.7),
+                                  seed=np.int32(4))),
+        "default": ("serving_default", dict(x=xt, label=yt)),
+        "bad_range": ("log_prob", dict(x=xt, label=np.array([0, 1, 2, 3, 10], np.int32))),
+        "bad_count": ("encode", dict(x=xt, label=np.array([0, 1], np.int32))),
+        "bad_dtype": ("log_prob", dict(x=xt, label=yt.astype(np.float32))),
+    }
+    job_dir = root / "job"
+    job_dir.mkdir()
+    entries = []
+    for cid, (sig, inputs) in calls.items():
+        names = {}
+        for k, v in inputs.items():
+            names[k] = f"{cid}__{k}.npy"
+            np.save(str(job_dir / names[k]), np.asarray(v))
+        entries.append(dict(id=cid, signature=sig, inputs=names))
+    with open(job_dir / "job.json", "w") as f:
+        json.dump({"path": path, "calls": entries}, f)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    proc = subprocess.run([sys.executable, "-I", "-c", CHILD, str(job_dir)], cwd=str(root), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(job_dir / "report.json") as f:
+        report = json.load(f)
+
+    def result(cid):
+        assert "ok" in report[cid], report[cid]
+        with np.load(str(job_dir / f"{cid}.npz")) as f:
+            return {k: f[k] for k in f.files}
+
+    return dict(model=model, report=report, result=result, x=xt, y=yt, z=z)
+
+
+def test_signatures_load_without_tfp_glow(exported):
+    report = exported["report"]
+    assert report["modules"] == []
+    assert set(report["signatures"]) == {"log_prob", "classify", "sample", "encode", "decode", "serving_default"}
+    assert report["config"]["num_classes"] == 10
+
+
+def test_numbers_equal_the_live_model(exported):
+    model, result, x, y, z = (exported[k] for k in ("model", "result", "x", "y", "z"))
+    np.testing.assert_allclose(result("log_prob")["log_prob"], model.log_prob(x, y), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(result("default")["bits_per_dim"],
+                               model.predict_step((tf.constant(x), tf.constant(y)))["bits_per_dim"], rtol=1e-5)
+    pred, log_post = model.classify(x, return_log_probs=True)
+    out = result("classify")
+    np.testing.assert_array_equal(out["label"], pred)
+    np.testing.assert_allclose(out["log_posterior"], log_post, atol=1e-4)
+    np.testing.assert_allclose(np.exp(out["log_posterior"]).sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result("encode")["z"], model.encode(x, y), atol=1e-4)
+    np.testing.assert_allclose(result("decode")["x"], model.decode(z, y), atol=1e-4)
+    s = result("sample")
+    assert s["images"].shape == (3, 8, 8, 1) and s["images"].dtype == np.uint8
+    # the same draw through the live model: z = T * stateless_normal(seed=[4, 0])
+    zs = tf.random.stateless_normal([3, 8, 8, 1], seed=[4, 0]) * 0.7
+    np.testing.assert_allclose(s["x"], model.decode(zs, [0, 3, 3]), atol=1e-4)
+
+
+def test_bad_labels_are_refused(exported):
+    report = exported["report"]
+    assert "labels must be in 0..9" in report["bad_range"]["error"]
+    assert "one label per example" in report["bad_count"]["error"]
+    assert "error" in report["bad_dtype"]
+    with pytest.raises(ValueError, match="class-conditional"):
+        export.export_conditional_saved_model(
+            type("M", (), {"num_classes": 0, "is_image": True})(), "/tmp/unused")

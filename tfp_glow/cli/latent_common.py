@@ -1,0 +1,60 @@
+"""What the latent-toolkit commands share: sample grids by class and per-level temperature,
+and labelled or plain splits of a run's data, with user errors as `CLIError`."""
+import numpy as np
+
+from tfp_glow import data as data_lib
+from tfp_glow import labeled, latent, splits
+from tfp_glow.cli.options import CLIError
+
+__all__ = ["latent_grid", "load_examples"]
+
+
+def latent_grid(model, args):
+    """`(uint8 images, columns)` for `tfp-glow sample` with --labels / --by-class / --level-temperatures."""
+    temperature = args.level_temperatures if args.level_temperatures else args.temperature
+    k = int(getattr(model, "num_classes", 0) or 0)
+    if not k and (args.labels or args.by_class):
+        raise CLIError("--labels and --by-class need a class-conditional run (tfp-glow train --conditional); "
+                       "this run is unconditional.")
+    try:
+        latent.level_temperatures(model, temperature)  # checks the count against the levels
+        if k:
+            if args.labels:
+                labels = model.check_labels(np.asarray(args.labels), None, what="--labels")
+                labels = np.resize(labels, args.n) if len(labels) != args.n else labels
+                cols = None
+            elif args.by_class:
+                labels, cols = np.repeat(np.arange(k), args.n), args.n
+            else:
+                labels, cols = np.arange(args.n) % k, k
+            images = model.sample_images(len(labels), temperature, seed=args.seed, labels=labels)
+            return images, cols
+        z = latent.draw_latent(model, args.n, temperature, seed=args.seed)
+        return data_lib.to_uint8(model.decode(z), model.n_bits), None
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+
+
+def load_examples(config, data, split, data_dir=None, need_labels=False):
+    """`(x, y)` of a split of the run's data (or `data`); `y` is `None` where the source has no labels,
+    and a `CLIError` if labels are needed."""
+    name = data or config["data"]
+    val, test = config.get("val_fraction", splits.DEFAULT_VAL_FRACTION), config.get("test_fraction",
+                                                                                      splits.DEFAULT_TEST_FRACTION)
+    try:
+        try:
+            x, y, _, _ = labeled.load_labeled_split(name, split, val, test, data_dir)
+        except ValueError:
+            if need_labels:
+                raise
+            x, _ = splits.load_split(name, split, val, test, data_dir)
+            y = None
+        if hasattr(x, "element_spec"):  # a TFDS dataset: small enough for these commands
+            pairs = list(x.as_numpy_iterator()) if y is None else None
+            if pairs and isinstance(pairs[0], tuple):
+                x, y = np.stack([p[0] for p in pairs]), np.asarray([p[1] for p in pairs], np.int32)
+            elif pairs:
+                x = np.stack(pairs)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise CLIError(str(e)) from e
+    return np.asarray(x), y
