@@ -316,6 +316,7 @@ def _chief_callbacks(args, job):
     paths = job.paths
     sample_every = args.sample_every or (1 if job.image else max(1, job.recipe.epochs // 6))
     callbacks = []
+    log_dir = None  # TensorBoard's, which SampleGrid logs its grids to as well
     if importlib.util.find_spec("tensorboard") is not None:
         log_dir = paths["logs"]
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch",
