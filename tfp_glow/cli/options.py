@@ -360,7 +360,11 @@ def build_parser():
     x.add_argument("path", metavar="PATH", help="output SavedModel directory")
     x.add_argument("--signatures", default=None,
                    help="comma-separated signatures to export (default: all the model offers, e.g. "
-                        "log_prob,log_prob_float,sample,encode,decode for images)")
+                        "log_prob,log_prob_float,log_prob_image,sample,sample_n,encode,encode_image,decode "
+                        "for images)")
+    x.add_argument("--version", default=None, metavar="N",
+                   help="write TF Serving's layout PATH/N/ (N an int >= 1, or 'next': one above the highest "
+                        "version in PATH); serve it with tensorflow_model_server --model_base_path=PATH")
 
     add_latent_commands(sub)
 
