@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_glow as tg
+import tfp_glow.bijectors.validation  # noqa: F401  (CheckInput, not re-exported)
 
 tfb = tfp.bijectors
 
@@ -45,6 +46,18 @@ REGISTRY = {
     "learned_prior": lambda dt: (tg.LearnedPrior((2, 2, 3), dtype=dt), (2, 2, 3)),
     "diagonal_scale": lambda dt: (tg.DiagonalScale((5,), dtype=dt), (5,)),
     "glow_level_chain": lambda dt: (_glow_like_level(dt), (4, 4, 2)),
+    # bounds below the test inputs' spread, so the identity tails are exercised too
+    "spline_coupling_checkerboard": lambda dt: (tg.SplineCoupling((4, 4, 2), "checkerboard", bins=4, bound=2.0, hidden=8, dtype=dt), (4, 4, 2)),
+    "spline_coupling_channel": lambda dt: (tg.SplineCoupling((3, 3, 4), "channel", parity=1, bins=4, bound=1.5, hidden=4, dtype=dt), (3, 3, 4)),
+    "spline_coupling_half": lambda dt: (tg.SplineCoupling((5,), "half", bins=5, bound=1.5, hidden=(16,), dtype=dt), (5,)),
+    "spline_coupling_alternate": lambda dt: (tg.SplineCoupling((5,), "alternate", parity=1, bins=4, hidden=(16,), dtype=dt), (5,)),
+    "maf_affine": lambda dt: (tg.MaskedAutoregressive((5,), "affine", order=(3, 1, 4, 0, 2), hidden=(16, 16), dtype=dt), (5,)),
+    "iaf_affine": lambda dt: (tg.MaskedAutoregressive((5,), "affine", order=(4, 3, 2, 1, 0), hidden=(16,), inverse_autoregressive=True, dtype=dt), (5,)),
+    # (sequential passes cost one network call per dimension: small events keep the suite fast)
+    "maf_spline_image": lambda dt: (tg.MaskedAutoregressive((1, 2, 2), "spline", order=(3, 0, 2, 1), bins=4, bound=1.5, hidden=(16,), dtype=dt), (1, 2, 2)),
+    "iaf_spline": lambda dt: (tg.MaskedAutoregressive((3,), "spline", bins=3, bound=2.0, hidden=(16,), inverse_autoregressive=True, dtype=dt), (3,)),
+    "check_input_data": lambda dt: (tg.bijectors.validation.CheckInput((3, 2), "inverse", dtype=dt), (3, 2)),
+    "check_input_latent": lambda dt: (tg.bijectors.validation.CheckInput((2, 2, 3), "forward", dtype=dt), (2, 2, 3)),
 }
 
 

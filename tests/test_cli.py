@@ -304,3 +304,36 @@ def test_an_existing_run_is_never_deleted_without_overwrite_and_then_only_its_ow
     removed = runs.remove_run_files(str(proj))
     assert any(p.endswith("ckpt-1.index") for p in removed) and any("tfevents" in p for p in removed)
     assert sorted(os.listdir(proj)) == ["logs", "notes.txt"] and os.listdir(proj / "logs") == ["server.log"]
+
+
+@pytest.mark.parametrize("flow,extra", [("nsf", ["--bins", "4"]), ("maf", ["--transform", "spline", "--bins", "3"])])
+def test_train_nsf_and_maf_on_2d_data_write_the_density_figure(tmp_path, flow, extra):
+    run_dir = str(tmp_path / flow)
+    rc, out, err = _run(["train", "--data", "moons", "--flow", flow, "--epochs", "1", "--steps-per-epoch", "5",
+                         "--steps", "2", "--hidden", "8", *extra, "--no-xla", "--run-dir", run_dir])
+    assert rc == 0, out + err
+    assert f"{flow} on moons" in out
+    _figure(out, "test nll")
+    assert os.path.getsize(os.path.join(run_dir, "density.png")) > 10_000
+    rc, out, err = _run(["evaluate", run_dir])
+    assert rc == 0 and np.isfinite(_figure(out)), out + err
+
+
+@pytest.mark.parametrize("flow", ["nsf", "maf"])
+def test_train_nsf_and_maf_on_flattened_digits(tmp_path, flow):
+    run_dir = str(tmp_path / flow)
+    rc, out, err = _run(["train", "--flow", flow, "--epochs", "1", "--steps", "1", "--hidden", "8", "--no-xla",
+                         "--n-samples", "4", "--run-dir", run_dir])
+    assert rc == 0, out + err
+    assert f"{flow} on digits" in out and 0 < _figure(out) < 8  # 5 bits: a finite, sane bound
+    assert os.path.isfile(os.path.join(run_dir, "samples_final.png"))
+
+
+def test_bad_spline_options_exit_2(tmp_path, capsys):
+    _expect_error(["train", "--data", "moons", "--flow", "maf", "--bins", "4", "--run-dir", str(tmp_path / "r")],
+                  r"--bins does not apply to --flow maf")
+    _expect_error(["train", "--data", "moons", "--flow", "nsf", "--transform", "spline",
+                   "--run-dir", str(tmp_path / "r")], r"--transform does not apply to --flow nsf")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--flow", "nsf", "--bins", "1"])
+    assert info.value.code == 2 and "expected an integer >= 2" in capsys.readouterr().err

@@ -14,6 +14,11 @@ SMALL = {
     "realnvp_vector": ((2,), dict(couplings_per_stage=4, hidden=(8,))),
     "nice_image": ((4, 4, 1), dict(couplings=4, hidden=(8, 8))),
     "nice_vector": ((6,), dict(couplings=3, hidden=(8,))),
+    "nsf_vector": ((2,), dict(couplings=3, hidden=(8,), bins=4)),
+    "nsf_image": ((4, 4, 1), dict(couplings=2, hidden=(8,), bins=3, mask="alternate")),
+    "maf_vector": ((3,), dict(layers=2, hidden=(8,))),
+    "maf_image": ((2, 2, 1), dict(layers=2, hidden=(8,), transform="spline", bins=3)),
+    "maf_iaf": ((3,), dict(layers=2, hidden=(8,), iaf=True)),
 }
 
 
@@ -60,4 +65,4 @@ def test_bad_image_shapes_are_rejected():
     with pytest.raises(ValueError, match="expects event shape"):
         models.glow((8, 8), levels=1, steps=1, hidden_channels=8)
     with pytest.raises(ValueError, match="Unknown flow"):
-        models.FlowConfig("maf", (2,)).build()
+        models.FlowConfig("ffjord", (2,)).build()

@@ -17,7 +17,7 @@ def test_readme_python_example_runs():
 
 def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     first_block = re.search(r"```bash\n(.*?)```", README.read_text(), re.S).group(1).strip().splitlines()
-    assert first_block[0] == "pip install . && tfp-glow train"
+    assert first_block[0] == 'pip install ".[all]" && tfp-glow train'
     assert "pytest" in first_block[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert first_block[1] in ci

@@ -97,7 +97,7 @@ def test_merged_replaces_given_fields_only():
 # ---------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("args,kwargs,pattern", [
     (("audio", (2,)), {}, "kind must be 'image' or 'vector'"),
-    (("image", (8, 8, 1), "maf"), {}, "unknown flow 'maf'"),
+    (("image", (8, 8, 1), "ffjord"), {}, "unknown flow 'ffjord'"),
     (("image", (None, None, 3), "glow", "faces"), {}, "'faces' has images of varying size"),
 ])
 def test_bad_kind_flow_or_shape_raise_value_error(args, kwargs, pattern):
@@ -207,3 +207,37 @@ def test_the_parser_s_held_out_fractions_are_the_library_s():
     # options.py repeats them: the parser must not import TensorFlow, and splits does
     assert (options.DEFAULT_VAL_FRACTION, options.DEFAULT_TEST_FRACTION) == (
         splits.DEFAULT_VAL_FRACTION, splits.DEFAULT_TEST_FRACTION)
+
+
+# ------------------------------------------------------------------------ nsf and maf
+def test_nsf_and_maf_defaults_and_their_model_options():
+    assert recipes.recipe_for("vector", (2,), "nsf").flow_kwargs == {"couplings": 4, "hidden": [128, 128], "bins": 8}
+    assert recipes.recipe_for("vector", (2,), "maf").flow_kwargs == {"layers": 5, "hidden": [128, 128]}
+    r = recipes.recipe_for("image", (8, 8, 1), "nsf", "digits", steps=3, hidden=64, bins=5)
+    assert r.flow_kwargs == {"couplings": 3, "hidden": [64, 64], "bins": 5} and r.n_bits == 5
+    r = recipes.recipe_for("vector", (2,), "maf", steps=2, hidden=(16, 8), transform="spline", bins=4)
+    assert r.flow_kwargs == {"layers": 2, "hidden": [16, 8], "transform": "spline", "bins": 4}
+
+
+@pytest.mark.parametrize("flow,kwargs,option", [
+    ("maf", dict(bins=4), "bins"),  # the affine MAF has no bins
+    ("nsf", dict(transform="spline"), "transform"),
+    ("nsf", dict(levels=2), "levels"),
+    ("glow", dict(bins=4), "bins"),
+    ("realnvp", dict(transform="affine"), "transform"),
+])
+def test_spline_options_only_where_they_apply(flow, kwargs, option):
+    kind, shape = ("image", (8, 8, 1)) if flow == "glow" else ("vector", (2,))
+    with pytest.raises(recipes.OptionError) as info:
+        recipes.recipe_for(kind, shape, flow, **kwargs)
+    assert info.value.option == option
+
+
+@pytest.mark.parametrize("data,flow", [("moons", "nsf"), ("digits", "maf")])
+def test_build_model_trains_nsf_and_maf(data, flow):
+    model, r = recipes.build_model(data, flow, steps=2, hidden=16, warmup_steps=0)
+    assert model.config_.flow == flow
+    x, _ = splits.load_split(data, "train")
+    history = model.fit(data_lib.make_dataset(x[:64], 32), epochs=2, verbose=0)
+    loss = history.history["loss"]
+    assert np.all(np.isfinite(loss)) and loss[-1] < loss[0]

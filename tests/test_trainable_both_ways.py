@@ -3,9 +3,10 @@
 
 One small flow holds every bijector type of the package:
 
-    data [4, 4, 2] --DiagonalScale^-1--> --AffineCoupling(checkerboard)^-1--> --squeeze-->
-    [2, 2, 8] --ActNorm^-1--> --1x1 conv (LU)^-1--> --AdditiveCoupling(channel)^-1-->
-    --1x1 conv (plain)^-1--> --Split(inner=LearnedPrior)^-1--> --unsqueeze--> latent [4, 4, 2]
+    data [4, 4, 2] --DiagonalScale^-1--> --AffineCoupling(checkerboard)^-1-->
+    --SplineCoupling(checkerboard)^-1--> --squeeze--> [2, 2, 8] --ActNorm^-1--> --1x1 conv (LU)^-1-->
+    --AdditiveCoupling(channel)^-1--> --MaskedAutoregressive(spline, MAF)^-1--> --1x1 conv (plain)^-1-->
+    --Split(inner=LearnedPrior)^-1--> --unsqueeze--> latent [4, 4, 2]
 """
 import keras
 import numpy as np
@@ -34,17 +35,21 @@ def _smooth_conv_net(out_channels, dtype):
 
 
 def make_dist(dtype=tf.float32, smooth=False):
-    conditioners = ({"conditioner": _smooth_conv_net(4, dtype)}, {"conditioner": _smooth_conv_net(4, dtype)}) \
-        if smooth else ({"hidden": 8}, {"hidden": 8})
+    conditioners = ({"conditioner": _smooth_conv_net(4, dtype)}, {"conditioner": _smooth_conv_net(4, dtype)},
+                    {"conditioner": _smooth_conv_net(2 * (3 * 4 - 1), dtype)}) \
+        if smooth else ({"hidden": 8}, {"hidden": 8}, {"hidden": 8})
     # tfb.Chain applies its list right to left in `forward` (latent -> data), so the list reads
     # from the data side: `log_prob` runs DiagonalScale's inverse first.
     bijector = tg.bijectors.Chain([
         tg.DiagonalScale(EVENT, dtype=dtype),
         tg.AffineCoupling(EVENT, "checkerboard", dtype=dtype, **conditioners[0]),
+        tg.SplineCoupling(EVENT, "checkerboard", parity=1, bins=4, bound=3.0, dtype=dtype, **conditioners[2]),
         tfb.Invert(tg.Squeeze(dtype=dtype)),
         tg.ActNorm(8, dtype=dtype),
         tg.InvertibleConv1x1(8, lu=True, seed=0, dtype=dtype),
         tg.AdditiveCoupling((2, 2, 8), "channel", dtype=dtype, **conditioners[1]),
+        tg.MaskedAutoregressive((2, 2, 8), "spline", order=tuple(range(31, -1, -1)), hidden=(16,), bins=4,
+                                activation="tanh" if smooth else "relu", dtype=dtype),
         tg.InvertibleConv1x1(8, lu=False, seed=1, dtype=dtype),
         tg.Split((2, 2, 8), inner=tg.LearnedPrior((2, 2, 4), dtype=dtype), dtype=dtype),
         tg.Squeeze(dtype=dtype),
@@ -137,10 +142,14 @@ def test_zero_initialised_conditioners_block_only_hidden_layer_gradients_at_step
     assert all(g is not None for g in grads)
     coupling_hidden = set()
     for b in dist.bijector.bijectors:
-        if isinstance(b, (tg.AffineCoupling, tg.AdditiveCoupling)):
+        if isinstance(b, (tg.AffineCoupling, tg.AdditiveCoupling, tg.SplineCoupling)):
             for layer in b.conditioner.layers[:-1]:
                 coupling_hidden.update(id(w.value) for w in layer.weights)
-    assert len(coupling_hidden) == 8  # 2 couplings x 2 hidden convs x (kernel, bias)
+        if isinstance(b, tg.MaskedAutoregressive):  # MADE: every layer but the (zero) output layer
+            coupling_hidden.update(id(w.value) for w in b.conditioner.weights
+                                   if not w.path.split("/")[-1].startswith("out_"))
+    # 3 couplings x 2 hidden convs x (kernel, bias) + MADE's hidden (kernel, bias)
+    assert len(coupling_hidden) == 14
     for v, g in zip(variables, grads):
         zero = not np.any(np.asarray(g))
         assert zero == (id(v) in coupling_hidden), v.name

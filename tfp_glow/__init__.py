@@ -22,15 +22,17 @@ __version__ = "0.1.0"
 _SUBMODULES = ("bijectors", "data", "models", "networks", "training")
 _REEXPORTS = {  # name -> the submodule it comes from
     **dict.fromkeys(("ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
-                     "LearnedPrior", "Split", "Squeeze", "initialize_actnorm"), "bijectors"),
-    **dict.fromkeys(("FlowConfig", "glow", "nice", "realnvp"), "models"),
+                     "LearnedPrior", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
+                     "initialize_actnorm"), "bijectors"),
+    **dict.fromkeys(("FlowConfig", "glow", "maf", "nice", "nsf", "realnvp"), "models"),
     "FlowModel": "training",
 }
 
 __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "FlowConfig", "FlowModel",
-    "InvertibleConv1x1", "LearnedPrior", "Split", "Squeeze", "bijectors", "data", "glow",
-    "initialize_actnorm", "models", "networks", "nice", "realnvp", "training",
+    "InvertibleConv1x1", "LearnedPrior", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
+    "bijectors", "data", "glow",
+    "initialize_actnorm", "maf", "models", "networks", "nice", "nsf", "realnvp", "training",
 ]
 
 

@@ -9,7 +9,8 @@
   and restores them (`initial_epoch` for `fit`). ActNorm's `initialized` flag is a
   non-trainable weight, so a restored model is not initialised a second time.
 * `SampleGrid` writes `samples_epochNNN.png` per epoch (a grid of image samples, or the 2-D
-  density figure for 2-D vector models).
+  density figure for 2-D vector models), titled with the sampling temperature, and logs it to
+  TensorBoard (`tf.summary.image`) when given a log directory.
 
 Only the chief writes files (`is_chief`); see each class for what other workers do.
 """
@@ -266,9 +267,12 @@ class SampleGrid(keras.callbacks.Callback):
     """Writes `directory/samples_epoch{E:03d}.png` every `every` epochs (E is 1-based).
 
     Image models: a grid of `n` samples at `temperature` (`plots.save_image_grid` of
-    `model.sample_images`). 2-D vector models: the density figure of `plots.plot_density_2d`
-    on `data` (required for them). Other vector models: nothing. Non-chief workers write
-    nothing.
+    `model.sample_images`), whose PNG `Title` is `plots.sample_title(temperature, epoch=E)`.
+    2-D vector models: the density figure of `plots.plot_density_2d` on `data` (required for
+    them; its samples panel names the temperature). Other vector models: nothing. With
+    `log_dir`, each written picture also goes to TensorBoard: `tf.summary.image` at step `E`
+    in the run `log_dir/samples`, tag `samples/T=<temperature>`, the title as its description.
+    Non-chief workers write nothing.
 
     Args:
       directory: output directory.
@@ -277,19 +281,32 @@ class SampleGrid(keras.callbacks.Callback):
       seed: sampling seed (the same every epoch, so the grids show one latent evolving).
       every: write every `every` epochs (and after the last one of `fit`).
       data: `[N, 2]` points for the 2-D density figure.
+      log_dir: TensorBoard log directory (e.g. Keras' `TensorBoard` callback's), or `None`.
     """
 
-    def __init__(self, directory, n=64, temperature=0.7, seed=0, every=1, data=None):
+    def __init__(self, directory, n=64, temperature=0.7, seed=0, every=1, data=None, log_dir=None):
         super().__init__()
         self.directory = os.fspath(directory)
         self.n, self.temperature, self.seed = int(n), float(temperature), seed
         self.every = max(1, int(every))
         self.data = data
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.written = []
         self._epochs = None
+        self._writer = None
+
+    @property
+    def tag(self):
+        """The TensorBoard tag of the grids: `samples/T=0.7`."""
+        return f"samples/T={self.temperature:g}"
 
     def on_train_begin(self, logs=None):
         self._epochs = self.params.get("epochs") if self.params else None
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def path(self, epoch):
         return os.path.join(self.directory, f"samples_epoch{epoch:03d}.png")
@@ -302,11 +319,23 @@ class SampleGrid(keras.callbacks.Callback):
             return
         model = self.model
         path = self.path(e)
+        title = plots.sample_title(self.temperature, epoch=e)
         if getattr(model, "is_image", False):
-            plots.save_image_grid(path, model.sample_images(self.n, self.temperature, seed=self.seed))
+            plots.save_image_grid(path, model.sample_images(self.n, self.temperature, seed=self.seed), title=title)
         elif tuple(getattr(model, "event_shape", ())) == (2,) and self.data is not None:
             plots.plot_density_2d(model, self.data, path, temperature=self.temperature, seed=self.seed,
                                   title=f"epoch {e}")
         else:
             return
         self.written.append(path)
+        if self.log_dir is not None:
+            self._log_image(path, e, title)
+
+    def _log_image(self, path, step, title):
+        """The PNG just written, as a TensorBoard image (the picture itself, not a re-rendering)."""
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "samples"))
+        image = tf.io.decode_png(tf.io.read_file(path), channels=0)
+        with self._writer.as_default():
+            tf.summary.image(self.tag, image[None], step=step, description=title)
+        self._writer.flush()

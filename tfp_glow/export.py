@@ -249,8 +249,8 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
       The path, as a string.
 
     Raises:
-      ValueError: unknown signature names, an uninitialised model, or weights the
-        distribution does not hold.
+      ValueError: unknown signature names, an uninitialised model, a model with variational
+        dequantization, or weights the distribution does not hold.
     """
     available = signature_names(model)
     names = tuple(available if signatures is None else
@@ -261,6 +261,10 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
                          f"{'image' if model.is_image else 'vector'} model exports {list(available)}.")
     if serving_default is not None and serving_default not in names:
         raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
+    if getattr(model, "dequantization", "uniform") != "uniform":
+        # the signatures score x + u with the fixed uniform noise; they would drop log q(u | x)
+        raise ValueError(f"export supports uniform dequantization only; this model uses "
+                         f"dequantization={model.dequantization!r}.")
     if not model.is_initialized:
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
                          "(its actnorm layers still hold their zero initial values).")

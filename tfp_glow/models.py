@@ -1,4 +1,4 @@
-"""Model builders: NICE, RealNVP and Glow as `tfd.TransformedDistribution`s.
+"""Model builders: NICE, RealNVP, Glow, neural spline flows and MAF as `tfd.TransformedDistribution`s.
 
 Each returns `TransformedDistribution(standard normal over the event, bijector)`, where the
 bijector's `inverse` maps data (dequantized to `[-0.5, 0.5)`, or raw vectors) to the latent
@@ -13,12 +13,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, Chain, DiagonalScale,
-                                InvertibleConv1x1, LearnedPrior, Split, Squeeze)
+                                InvertibleConv1x1, LearnedPrior, MaskedAutoregressive, Split, SplineCoupling,
+                                Squeeze)
+from tfp_glow.bijectors.validation import CheckInput
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-FLOWS = ("nice", "realnvp", "glow")
+FLOWS = ("nice", "realnvp", "glow", "nsf", "maf")
 
 #: Version of what stored weights mean. 2: Glow's sigmoid coupling contracts on the density
 #: pass (`z_b = (x_b - t) * sigma`, openai/glow's direction); version 1 divided by `sigma`
@@ -251,35 +253,148 @@ def nice_bijector(event_shape, couplings=4, hidden=(1000, 1000, 1000, 1000, 1000
     return _chain(parts, name="nice")
 
 
+def _flatten(event_shape, d):
+    """Data -> latent: `[H, W, C]` -> `[D]` (nothing for vectors)."""
+    if len(event_shape) == 1:
+        return []
+    return [tfb.Reshape(event_shape_out=list(event_shape), event_shape_in=[d], name="flatten")]
+
+
+def nsf_bijector(event_shape, couplings=8, hidden=(128, 128), bins=8, bound=3.0, mask="half", actnorm=True,
+                 dtype=tf.float32):
+    """A neural spline flow (coupling version) on vectors, or on flattened images.
+
+    Data -> latent: flatten (images); then `couplings` x (ActNorm, rational-quadratic
+    `SplineCoupling` with an MLP conditioner), alternating which half conditions. The ActNorm
+    in front of each spline (data-dependent initialisation) brings the data to unit scale,
+    inside the spline's `[-B, B]`; what falls outside passes through the identity tails.
+
+    Args:
+      event_shape: `[D]`, or `[H, W, C]` (flattened to `D = H*W*C`).
+      couplings: number of spline couplings.
+      hidden: MLP hidden units of each conditioner.
+      bins: K, spline bins (>= 2).
+      bound: B > 0, the spline interval `[-B, B]`.
+      mask: `half` or `alternate`.
+      actnorm: an ActNorm before each coupling.
+      dtype: float dtype.
+
+    References:
+      Durkan, Bekasov, Murray & Papamakarios, "Neural Spline Flows", NeurIPS 2019 (RQ-NSF (C)).
+    """
+    d = int(np.prod(event_shape))
+    parts = _flatten(event_shape, d)
+    for k in range(couplings):
+        if actnorm:
+            parts.append(ActNorm(d, dtype=dtype, name=f"actnorm{k}"))
+        parts.append(SplineCoupling((d,), mask=mask, parity=k % 2, bins=bins, bound=bound, hidden=tuple(hidden),
+                                    dtype=dtype, name=f"spline_coupling{k}"))
+    return _chain(parts, name="nsf")
+
+
+def maf_bijector(event_shape, layers=5, hidden=(128, 128), transform="affine", bins=8, bound=3.0, iaf=False,
+                 actnorm=True, dtype=tf.float32):
+    """A masked autoregressive flow (or IAF) on vectors, or on flattened images.
+
+    Data -> latent: flatten (images); then `layers` x (ActNorm, `MaskedAutoregressive`), the
+    order reversed from one layer to the next. MAF evaluates densities in one pass per layer
+    and samples sequentially; IAF (`iaf=True`) the other way round.
+
+    Args:
+      event_shape: `[D]`, or `[H, W, C]` (flattened to `D = H*W*C`).
+      layers: number of autoregressive layers.
+      hidden: MADE hidden units.
+      transform: `affine` (MAF) or `spline` (rational-quadratic autoregressive spline).
+      bins, bound: spline bins K and interval `[-B, B]` (spline only).
+      iaf: inverse autoregressive flows instead.
+      actnorm: an ActNorm before each layer.
+      dtype: float dtype.
+
+    References:
+      Papamakarios, Pavlakou & Murray, "Masked Autoregressive Flow for Density Estimation", NeurIPS 2017.
+    """
+    d = int(np.prod(event_shape))
+    parts = _flatten(event_shape, d)
+    for k in range(layers):
+        if actnorm:
+            parts.append(ActNorm(d, dtype=dtype, name=f"actnorm{k}"))
+        order = tuple(range(d)) if k % 2 == 0 else tuple(range(d - 1, -1, -1))
+        parts.append(MaskedAutoregressive((d,), transform=transform, order=order, hidden=tuple(hidden), bins=bins,
+                                          bound=bound, inverse_autoregressive=iaf, dtype=dtype,
+                                          name=f"{'iaf' if iaf else 'maf'}{k}"))
+    return _chain(parts, name="maf")
+
+
 def _latent_shape(bijector, event_shape):
     return tuple(tf.TensorShape(bijector.inverse_event_shape(event_shape)).as_list())
 
 
-def _distribution(bijector, event_shape, dtype, name):
-    return tfd.TransformedDistribution(standard_normal(_latent_shape(bijector, event_shape), dtype),
-                                       bijector, name=name)
+def _distribution(bijector, event_shape, dtype, name, validate_args=False):
+    """`TransformedDistribution(N(0, I), bijector)`; with `validate_args`, a `CheckInput` at
+    each end of the flow asserts finite inputs of the right event shape (data into `inverse`,
+    latents into `forward`), and TFP's own checks are on in the distributions."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string; received {name!r}.")
+    if not isinstance(validate_args, bool):
+        raise ValueError(f"validate_args must be True or False; received {validate_args!r}.")
+    latent_shape = _latent_shape(bijector, event_shape)
+    if validate_args:
+        bijector = Chain([CheckInput(event_shape, "inverse", "data", dtype=dtype, name=f"{name}_check_data"),
+                          bijector,
+                          CheckInput(latent_shape, "forward", "latent", dtype=dtype, name=f"{name}_check_latent")],
+                         validate_args=True, name=f"{name}_validated")
+    base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype), validate_args=validate_args),
+                      list(latent_shape), validate_args=validate_args)
+    return tfd.TransformedDistribution(base, bijector, validate_args=validate_args, name=name)
 
 
-def glow(event_shape, dtype=tf.float32, **kwargs):
+def glow(event_shape, dtype=tf.float32, name="glow", validate_args=False, **kwargs):
     """Glow as a distribution over `[H, W, C]`; see `glow_bijector` for the arguments.
 
     Paper defaults: `levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True`.
+
+    Args:
+      event_shape: `[H, W, C]`.
+      dtype: float dtype.
+      name: the distribution's name (TFP's `name`).
+      validate_args: TFP's flag: check at run time that data entering `log_prob`/`inverse`
+        and latents entering `forward` are finite and of the right event shape (one
+        `bijectors.CheckInput` at each end of the flow), and TFP's own argument checks.
+      **kwargs: `glow_bijector`'s arguments.
     """
-    return _distribution(glow_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "glow")
+    return _distribution(glow_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
 
 
-def realnvp(event_shape, dtype=tf.float32, **kwargs):
-    """RealNVP as a distribution over `[H, W, C]` or `[D]`; see `realnvp_bijector`."""
+def realnvp(event_shape, dtype=tf.float32, name="realnvp", validate_args=False, **kwargs):
+    """RealNVP as a distribution over `[H, W, C]` or `[D]`; see `realnvp_bijector`, and `glow`
+    for `name` and `validate_args`."""
     return _distribution(realnvp_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype,
-                         "realnvp")
+                         name, validate_args)
 
 
-def nice(event_shape, dtype=tf.float32, **kwargs):
-    """NICE as a distribution over `[D]` or flattened images; see `nice_bijector`."""
-    return _distribution(nice_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, "nice")
+def nice(event_shape, dtype=tf.float32, name="nice", validate_args=False, **kwargs):
+    """NICE as a distribution over `[D]` or flattened images; see `nice_bijector`, and `glow`
+    for `name` and `validate_args`."""
+    return _distribution(nice_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
 
 
-_BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow}
+def nsf(event_shape, dtype=tf.float32, name="nsf", validate_args=False, **kwargs):
+    """A neural spline flow as a distribution over `[D]` or flattened images; see `nsf_bijector`,
+    and `glow` for `name` and `validate_args`."""
+    return _distribution(nsf_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
+
+
+def maf(event_shape, dtype=tf.float32, name="maf", validate_args=False, **kwargs):
+    """MAF (or IAF) as a distribution over `[D]` or flattened images; see `maf_bijector`, and
+    `glow` for `name` and `validate_args`."""
+    return _distribution(maf_bijector(tuple(event_shape), dtype=dtype, **kwargs), event_shape, dtype, name,
+                         validate_args)
+
+
+_BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow, "nsf": nsf, "maf": maf}
 
 
 @dataclasses.dataclass

@@ -2,11 +2,14 @@
 
 Everything renders off screen: figures are `matplotlib.figure.Figure` objects drawn by the Agg
 canvas directly (pyplot is never imported, so the process-wide matplotlib backend is left
-alone), and image grids are written with PIL.
+alone); matplotlib is the `plots` extra (`pip install "tfp_glow[plots]"`), a `MissingExtraError`
+without it. Image grids need no extra: `tf.io.encode_png` writes them, with a PNG `Title`
+(e.g. the sampling temperature) when given one.
 
 Functions:
   image_grid: uint8 images `[N, H, W, C]` -> one uint8 grid image.
   save_image_grid: the same, upscaled (nearest neighbour) and written as a PNG.
+  encode_png: PNG bytes of one uint8 image, with optional text chunks (Title, ...).
   plot_density_2d: data, model density, model samples and the data in latent space.
   plot_samples_2d: a scatter plot of samples of a 2-D model.
   plot_curves: bits/dim (or another metric) per epoch from a `metrics.csv`.
@@ -16,11 +19,15 @@ import math
 import os
 import weakref
 
+import struct
+import zlib
+
 import numpy as np
 
 from tfp_glow import data
+from tfp_glow.extras import require
 
-__all__ = ["image_grid", "upscale", "save_image_grid", "save_sample_grids", "plot_density_2d", "plot_samples_2d",
+__all__ = ["image_grid", "upscale", "encode_png", "save_image_grid", "sample_title", "save_sample_grids", "plot_density_2d", "plot_samples_2d",
            "plot_curves", "read_metrics_csv"]
 
 
@@ -81,34 +88,68 @@ def upscale(images, scale):
     return np.repeat(np.repeat(x, scale, axis=1), scale, axis=2)
 
 
-def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, min_size=48):
+def encode_png(image, text=None):
+    """PNG bytes of a uint8 image `[H, W, C]` (C = 1, 2, 3 or 4), by `tf.io.encode_png`.
+
+    `text` (keyword -> value) goes into `tEXt` chunks right after the header, where image viewers
+    and PIL (`Image.open(path).text`) find them; `"Title"` is the PNG standard's keyword for a
+    caption.
+
+    Args:
+      image: uint8 array `[H, W, C]`.
+      text: optional dict of Latin-1 strings; keywords have 1 to 79 characters.
+
+    References:
+      PNG Specification (Third Edition), W3C, section 11.3.3.2 (tEXt) and 11.3.3.1 (keywords).
+    """
+    import tensorflow as tf
+
+    png = tf.io.encode_png(np.asarray(image, np.uint8)).numpy()
+    chunks = b""
+    for keyword, value in (text or {}).items():
+        if not 1 <= len(keyword) <= 79:
+            raise ValueError(f"PNG text keywords have 1 to 79 characters; received {keyword!r}.")
+        body = b"tEXt" + keyword.encode("latin-1") + b"\0" + str(value).encode("latin-1", "replace")
+        chunks += struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    header_end = 8 + 25  # the 8-byte signature, then IHDR: length, type, 13 bytes of data, CRC
+    return png[:header_end] + chunks + png[header_end:]
+
+
+def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, min_size=48, title=None):
     """Writes uint8 images as one PNG grid, each image upscaled so small images stay visible.
 
     Args:
       path: output file (`.png`); parent directories are created.
-      images: uint8 `[N, H, W, C]` (C = 1, 3 or 4) or `[N, H, W]`.
+      images: uint8 `[N, H, W, C]` or `[N, H, W]`. C = 1, 3, 4 are written as L, RGB,
+        RGBA; any other C as C grayscale panels side by side (`[H, C * W]` per image).
       scale: integer nearest-neighbour upscale factor; by default the smallest factor that makes
         each image at least `min_size` pixels on its longer side (8x8 digits -> 6x, 48 px).
       cols: grid columns (default `ceil(sqrt(N))`).
       pad: grid lines between the (upscaled) images, in output pixels.
       pad_value: grey level of the grid lines and of empty cells.
       min_size: see `scale`.
+      title: optional caption, stored as the PNG's `Title` text (e.g. the sampling temperature).
 
     Returns:
       `path`.
     """
-    from PIL import Image  # imported lazily
-
     x = _as_images(images)
-    if x.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"PNG grids need 1, 3 or 4 channels; received {x.shape[-1]}.")
     if scale is None:
         scale = max(1, int(math.ceil(min_size / max(x.shape[1], x.shape[2]))))
+    if x.shape[-1] not in (1, 3, 4):
+        # PNG has no 2- or 5+-channel mode: each channel becomes a grayscale panel, side by side
+        x = np.concatenate([x[..., c:c + 1] for c in range(x.shape[-1])], axis=2)
     grid = image_grid(upscale(x, scale), cols=cols, pad=pad, pad_value=pad_value)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[grid.shape[-1]]
     _makedirs_for(path)
-    Image.fromarray(grid[..., 0] if mode == "L" else grid, mode=mode).save(path)
+    with open(path, "wb") as f:
+        f.write(encode_png(grid, None if title is None else {"Title": title}))
     return path
+
+
+def sample_title(temperature, what="samples", epoch=None):
+    """The caption of a sample grid: `"samples at temperature T=0.7 (epoch 3)"`."""
+    at = f" (epoch {epoch})" if epoch is not None else ""
+    return f"{what} at temperature T={float(temperature):g}{at}"
 
 
 def _makedirs_for(path):
@@ -118,13 +159,13 @@ def _makedirs_for(path):
 
 
 def _figure(ncols, nrows=1, size=3.6):
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "plots", "drawing figures (tfp_glow.plots)").Figure
 
     return Figure(figsize=(size * ncols, size * nrows + 0.5), dpi=100)
 
 
 def _save_figure(fig, path):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "plots", "drawing figures").FigureCanvasAgg
 
     _makedirs_for(path)
     FigureCanvasAgg(fig)
@@ -210,7 +251,7 @@ def save_sample_grids(model, directory, temperatures=(0.7, 1.0), n=64, seed=0):
         if not np.all(np.isfinite(x.numpy())):
             raise FloatingPointError(f"non-finite samples at temperature {temperature}")
         paths.append(save_image_grid(os.path.join(directory, f"samples_t{temperature:g}.png"),
-                                     data.to_uint8(x, model.n_bits)))
+                                     data.to_uint8(x, model.n_bits), title=sample_title(temperature)))
     return paths
 
 

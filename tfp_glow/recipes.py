@@ -13,7 +13,8 @@ reachable from the API.
   arguments of the flow and the training options (epochs, batch, learning rate, warmup,
   clipping, bit depth). Explicit overrides win over the defaults: any `Recipe` field, and the
   model options of `MODEL_OPTIONS` (`levels`, `steps`, `hidden`, `coupling`, `lu`,
-  `logit_alpha`, `learn_prior`), which it maps onto the flow's builder arguments.
+  `logit_alpha`, `learn_prior`, `bins`, `transform`), which it maps onto the flow's builder
+  arguments.
   An option the flow or the data kind cannot take raises `OptionError` (a `ValueError`).
 * `build_model(data_name, flow=None, **overrides)` builds and compiles a `FlowModel` from the
   recipe (the data's kind and shape come from `splits.load_split`); the CLI calls it.
@@ -46,8 +47,8 @@ from tfp_glow.training import FlowModel
 __all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model", "glow_levels", "default_flow",
            "default_run_dir"]
 
-FLOWS = ("glow", "realnvp", "nice")
-MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "logit_alpha", "learn_prior")
+FLOWS = ("glow", "realnvp", "nice", "nsf", "maf")
+MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "logit_alpha", "learn_prior", "bins", "transform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +135,10 @@ def _default_recipe(image, shape, flow, data_name):
     elif flow == "realnvp":
         kwargs = ({"levels": 2, "couplings_per_stage": 3, "hidden": 64} if image
                   else {"couplings_per_stage": 8, "hidden": [128, 128]})
+    elif flow == "nsf":  # vectors, or images flattened
+        kwargs = {"couplings": 8 if image else 4, "hidden": [256, 256] if image else [128, 128], "bins": 8}
+    elif flow == "maf":
+        kwargs = {"layers": 5, "hidden": [256, 256] if image else [128, 128]}
     else:
         kwargs = {"couplings": 4, "hidden": [256, 256, 256]}
     if not image:
@@ -152,7 +157,7 @@ def _default_recipe(image, shape, flow, data_name):
 
 
 def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, coupling=None, lu=None,
-                 logit_alpha=None, learn_prior=None):
+                 logit_alpha=None, learn_prior=None, bins=None, transform=None):
     """The builder arguments `base` (a recipe's `flow_kwargs`) with the given model options
     (`recipe_for` has checked that `flow` fits `kind`).
 
@@ -161,29 +166,35 @@ def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, 
       base: the builder arguments the options change.
       levels: glow: levels L; realnvp images: scales.
       steps: glow: steps K per level; realnvp: couplings per stage (images) or in all
-        (vectors); nice: coupling layers.
+        (vectors); nice, nsf: coupling layers; maf: autoregressive layers.
       hidden: conditioner width: one channel count (glow, realnvp images), or MLP units as an
-        int (every layer) or a sequence (nice, realnvp vectors).
+        int (every layer) or a sequence (nice, nsf, maf, realnvp vectors).
       coupling, lu: glow only. logit_alpha, learn_prior: realnvp images only.
+      bins: spline bins (nsf; maf with the spline transform). transform: maf only, `affine`
+        or `spline`.
 
     Raises:
       OptionError: an option that does not apply to the flow and kind, or several channel
         counts for an image conditioner.
     """
     image = kind == "image"
-    given = dict(levels=levels, coupling=coupling, lu=lu, logit_alpha=logit_alpha, learn_prior=learn_prior)
+    given = dict(levels=levels, coupling=coupling, lu=lu, logit_alpha=logit_alpha, learn_prior=learn_prior,
+                 bins=bins, transform=transform)
     applies = {
         "levels": flow == "glow" or (flow == "realnvp" and image),
         "coupling": flow == "glow", "lu": flow == "glow",
         "logit_alpha": flow == "realnvp" and image, "learn_prior": flow == "realnvp" and image,
+        "bins": flow == "nsf" or (flow == "maf" and (transform or base.get("transform")) == "spline"),
+        "transform": flow == "maf",
     }
     for opt, ok in applies.items():
         if given[opt] is not None and not ok:
             raise OptionError(f"{opt} does not apply to flow {flow} on {kind} data.", opt, flow, kind, given[opt])
     kw = dict(base)
-    steps_key = {"glow": "steps", "realnvp": "couplings_per_stage", "nice": "couplings"}[flow]
+    steps_key = {"glow": "steps", "realnvp": "couplings_per_stage", "nice": "couplings", "nsf": "couplings",
+                 "maf": "layers"}[flow]
     for key, value in ((steps_key, steps), ("levels", levels), ("coupling", coupling), ("lu", lu),
-                       ("logit_alpha", logit_alpha)):
+                       ("logit_alpha", logit_alpha), ("bins", bins), ("transform", transform)):
         if value is not None:
             kw[key] = value
     if learn_prior:
@@ -206,8 +217,8 @@ def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
     Args:
       kind: `"image"` (`shape = [H, W, C]`) or `"vector"` (`shape = [D]`).
       shape: the shape of one example, Python ints.
-      flow: `glow`, `realnvp`, `nice`, or `None` for the kind's default (glow for images,
-        realnvp for vectors).
+      flow: `glow`, `realnvp`, `nice`, `nsf`, `maf`, or `None` for the kind's default (glow
+        for images, realnvp for vectors). nsf and maf flatten images to vectors.
       data_name: the data source's name; `digits` (8x8) has its own schedule.
       **overrides: model options (`MODEL_OPTIONS`, see `_with_model_options`) and `Recipe` fields
         (`epochs`, `learning_rate`, `n_bits`, ...; `flow_kwargs` replaces the builder
@@ -224,7 +235,7 @@ def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
     image = kind == "image"
     flow = flow or default_flow(kind)
     if flow not in FLOWS:
-        raise ValueError(f"unknown flow {flow!r}; expected glow, realnvp or nice.")
+        raise ValueError(f"unknown flow {flow!r}; expected one of {', '.join(FLOWS)}.")
     shape = tuple(shape)
     options = {k: overrides.pop(k) for k in MODEL_OPTIONS if k in overrides}
     if not image and overrides.get("n_bits") is not None:
@@ -246,7 +257,7 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
 
     Args:
       data_name: a data source, as `splits.load_split` takes it.
-      flow: `glow`, `realnvp`, `nice`, or `None` for the data kind's default.
+      flow: `glow`, `realnvp`, `nice`, `nsf`, `maf`, or `None` for the data kind's default.
       recipe: build this `Recipe` as it is (say, a resumed run's) instead of
         `recipe_for(..., **overrides)`; then `flow` and overrides must not be given.
       info: the data's `tfp_glow.data.DataInfo`, if known; else the train split is loaded

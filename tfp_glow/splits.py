@@ -52,7 +52,7 @@ def _available_splits(name):
 
 
 def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEFAULT_TEST_FRACTION,
-               data_dir=None):
+               data_dir=None, image_size=None, grayscale=False):
     """One split of a data source (see the module docstring for how each kind is split).
 
     Args:
@@ -60,6 +60,8 @@ def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEF
       split: `train`, `validation` or `test`.
       val_fraction, test_fraction: the fractions held out where the source has no such split.
       data_dir: TensorFlow Datasets data directory (tfds sources).
+      image_size, grayscale: image folders only: resize to `(H, W)`, read as one channel
+        (`tfp_glow.data.load_image_folder`).
 
     Returns:
       `(data, info)`: a numpy array or (tfds) a `tf.data.Dataset` of single examples, and
@@ -70,18 +72,19 @@ def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEF
         validation part and still train.
       FileNotFoundError: a missing `.npz` file.
     """
+    folder = {"image_size": image_size, "grayscale": grayscale}  # get_source refuses them but for folders
     if name in data_lib.OFFLINE_IMAGE_NAMES or name in data_lib.TOY_NAMES:
-        return data_lib.get_source(name, split)
+        return data_lib.get_source(name, split, **folder)
     if _is_tfds(name):
         keep = int(round(100 * (1 - val_fraction)))
         tfds_split = {"train": f"train[:{keep}%]", "validation": f"train[{keep}%:]", "test": "test"}[split]
-        return data_lib.get_source(name, tfds_split, data_dir=data_dir)
+        return data_lib.get_source(name, tfds_split, data_dir=data_dir, **folder)
     if not (name.lower().endswith(".npz") or os.path.isdir(name)):
-        return data_lib.get_source(name, split)  # raises the "unknown data source" error
+        return data_lib.get_source(name, split, **folder)  # raises the "unknown data source" error
     available = _available_splits(name)
     if split in available:
-        return data_lib.get_source(name, split)
-    pool, info = data_lib.get_source(name, "train")
+        return data_lib.get_source(name, split, **folder)
+    pool, info = data_lib.get_source(name, "train", **folder)
     n = len(pool)
     n_test = 0 if "test" in available else max(1, int(round(test_fraction * n)))
     n_val = 0 if "validation" in available else max(1, int(round(val_fraction * n)))

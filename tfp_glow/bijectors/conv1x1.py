@@ -1,7 +1,6 @@
 """Invertible 1x1 convolution (Glow), plain or LU-parametrised."""
 import keras
 import numpy as np
-import scipy.linalg
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -15,6 +14,44 @@ def random_rotation(channels, seed=None):
     rng = np.random.default_rng(seed)
     q, r = np.linalg.qr(rng.standard_normal((channels, channels)))
     return q * np.sign(np.diag(r))[None, :]
+
+
+def lu_decompose(w):
+    """`w = p @ l @ u`: LU decomposition with partial pivoting (as LAPACK's getrf, scipy.linalg.lu).
+
+    Gaussian elimination that, at column `k`, swaps up the row with the largest `|w[i, k]|`
+    (i >= k). `p` is a permutation matrix, `l` unit lower-triangular with `|l[i, j]| <= 1`, `u`
+    upper-triangular. numpy only, so the core install needs no scipy.
+
+    Args:
+      w: `[C, C]` array.
+
+    Returns:
+      `(p, l, u)`, float64 `[C, C]` each.
+
+    References:
+      Golub and Van Loan, Matrix Computations (4th ed.), Algorithm 3.4.1.
+    """
+    a = np.array(w, dtype=np.float64)
+    n = a.shape[0]
+    if a.ndim != 2 or a.shape[1] != n:
+        raise ValueError(f"lu_decompose needs a square matrix; got shape {a.shape}")
+    rows = np.arange(n)  # a (as reduced so far) is w[rows]
+    l = np.eye(n)
+    for k in range(n - 1):
+        i = k + int(np.argmax(np.abs(a[k:, k])))
+        if i != k:  # partial pivoting: the largest pivot keeps |l| <= 1
+            a[[k, i]] = a[[i, k]]
+            l[[k, i], :k] = l[[i, k], :k]
+            rows[[k, i]] = rows[[i, k]]
+        if a[k, k] != 0.0:
+            f = a[k + 1:, k] / a[k, k]
+            l[k + 1:, k] = f
+            a[k + 1:, k:] -= np.outer(f, a[k, k:])
+    # w[rows] = l @ u, so w = p @ l @ u with p[rows[j], j] = 1.
+    p = np.zeros((n, n))
+    p[rows, np.arange(n)] = 1.0
+    return p, l, np.triu(a)
 
 
 def _per_pixel_matmul(v, w):
@@ -45,7 +82,7 @@ class Conv1x1Parameters(keras.layers.Layer):
         w = random_rotation(self.channels, seed)
         const = keras.initializers.Constant
         if self.lu:
-            p, l, u = scipy.linalg.lu(w)  # w = p @ l @ u
+            p, l, u = lu_decompose(w)  # w = p @ l @ u
             diag = np.diag(u)
             self.permutation = self.add_weight(shape=(self.channels,), dtype="int32", trainable=False,
                                                initializer=const(np.argmax(p, axis=1)), name="permutation")

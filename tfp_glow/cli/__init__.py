@@ -33,12 +33,17 @@ cycle.
 Errors in the input (unknown data, data that does not fit the model, bad pixel values, an
 empty data set, a missing run directory) print `error: <message>` to stderr and exit with
 code 2 before any training step; a NaN/inf loss during training exits with code 1.
+Every other failure (a full disk, a folder that cannot be written, an unexpected exception)
+is one `error: ...` line too, exit code 1; Ctrl-C exits with 130. `tfp-glow --debug ...`
+(or TFP_GLOW_DEBUG=1) shows the full traceback instead.
 """
+import errno
 import importlib
 import os
 import sys
 
 from tfp_glow.cli.options import CLIError, build_parser
+from tfp_glow.extras import MissingExtraError
 
 __all__ = ["main", "build_parser", "CLIError"]
 
@@ -61,9 +66,50 @@ def _command(name):
         raise
 
 
+def _fail(message, code):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _os_error_message(e):
+    """An `OSError` in one line: what failed, on which file, and what to do."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    reason = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the device{where}; free some space and continue with --resume "
+                f"(every completed epoch is kept)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where}: {reason}; choose a writable --run-dir / output path"
+    return f"{reason}{where}"
+
+
 def main(argv=None):
     """Entry point of `tfp-glow`; returns 0 on success, raises `SystemExit` on errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere before a bare `--` (the global option; accepted after the command too)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end] or os.environ.get("TFP_GLOW_DEBUG", "") not in ("", "0")
+    argv = [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
+    try:
+        return _main(argv)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _fail("interrupted; a training run can continue with --resume from its last complete epoch", 130)
+    except OSError as e:
+        if debug:
+            raise
+        _fail(_os_error_message(e), 1)
+    except Exception as e:  # anything unexpected: one line, the traceback only with --debug
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        _fail(f"{type(e).__name__}: {first} (run `tfp-glow --debug ...` for the traceback)", 1)
+
+
+def _main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     parser = build_parser()
@@ -78,6 +124,6 @@ def main(argv=None):
         name = "train_conditional" if args.command == "train" and getattr(args, "conditional", False) else args.command
         _command(name).run(args)
         return 0
-    except CLIError as e:
+    except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2)

@@ -14,7 +14,7 @@ __all__ = ["load_run", "check_first_batch", "evaluate_data", "print_eval"]
 def load_run(run_dir):
     """`(model, config)` of a run directory; a missing or broken run is a `CLIError`."""
     try:
-        return runs.load_run(run_dir, return_config=True)
+        return runs.load_run(run_dir, return_config=True, report=say)
     except (runs.RunError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from e
 

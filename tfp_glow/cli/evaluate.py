@@ -19,8 +19,12 @@ def run(args):
     if getattr(model, "num_classes", 0):  # log p(x | y) with the split's labels, and the accuracy
         return _evaluate_conditional(args, model, config, data_name)
     try:
+        folder = {}  # the run's --image-size / --grayscale, for its own image folder
+        if data_name == config["data"] and (config.get("image_size") or config.get("grayscale")):
+            folder = {"image_size": tuple(config["image_size"]) if config.get("image_size") else None,
+                      "grayscale": bool(config.get("grayscale"))}
         x, _ = splits.load_split(data_name, args.split, config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
-                                 config.get("test_fraction", splits.DEFAULT_TEST_FRACTION), args.data_dir)
+                                 config.get("test_fraction", splits.DEFAULT_TEST_FRACTION), args.data_dir, **folder)
         check_first_batch(model, x, args.split)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise CLIError(str(e)) from e

@@ -1,5 +1,7 @@
 """`tfp-glow export RUN_DIR PATH`: a trained run as a TensorFlow SavedModel
 (`tfp_glow.export.export_saved_model`)."""
+import os
+
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.export import export_conditional_saved_model, export_saved_model
@@ -9,6 +11,7 @@ __all__ = ["run"]
 
 def run(args):
     """Exports the run with the signatures `args.signatures` names (default: all); returns PATH."""
+    _check_path(args.path)
     model, _ = load_run(args.run_dir)
     signatures = None if args.signatures is None else [n.strip() for n in args.signatures.split(",") if n.strip()]
     try:
@@ -20,3 +23,15 @@ def run(args):
         raise CLIError(str(e)) from e
     say(f"wrote {args.path}")
     return args.path
+
+
+def _check_path(path):
+    """PATH must be new, an empty folder, or an earlier SavedModel (which is replaced)."""
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise CLIError(f"{path!r} exists and is not a folder; export writes a SavedModel folder: choose a new PATH.")
+    entries = os.listdir(path)
+    if entries and "saved_model.pb" not in entries:
+        raise CLIError(f"{path!r} is a folder with other files in it ({', '.join(sorted(entries)[:3])}"
+                       f"{', ...' if len(entries) > 3 else ''}); export into a new or empty folder.")

@@ -12,7 +12,7 @@ import math
 __all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DATA_HELP",
            "DEFAULTS_HELP"]
 
-FLOW_CHOICES = ("glow", "realnvp", "nice")
+FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")
 STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.distribute.STRATEGIES
 POLICIES = ("none", "mixed_bfloat16", "mixed_float16")
 DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_VAL_FRACTION
@@ -37,8 +37,9 @@ data (--data):
                    validation = the rest of 'train', test = split 'test'.
   PATH.npz         uint8 images under key 'x' ([N, H, W, C] or [N, H, W]); keys 'train',
                    'validation', 'test' are used as those splits when present.
-  DIRECTORY        a folder of .png/.jpg/.bmp images of one size (RGB); sub-folders
-                   'train', 'validation', 'test' are used as splits when present.
+  DIRECTORY        a folder of .png/.jpg/.bmp/.gif images of one size (RGB; --grayscale,
+                   --image-size H W); sub-folders 'train', 'validation', 'test' are used as
+                   splits when present.
   For .npz files and folders without a 'test' / 'validation' split, a fixed random
   test-fraction / val-fraction of the examples (permutation seed 0) is held out.
 """
@@ -58,6 +59,10 @@ defaults per data kind (any option given explicitly wins; tfp_glow.recipes holds
   nice:            4 couplings of 3 x 256 units (the paper: 5 x 1000); on digits 100 epochs at
                    lr 1e-2 (its scaling layer starts at 1 and must shrink constant pixels)
   realnvp images:  levels 2, 3 couplings per stage, hidden 64
+  nsf:             rational-quadratic spline couplings, 8 bins on [-3, 3], an actnorm before
+                   each: 4 couplings of 2 x 128 units (vectors), 8 of 2 x 256 (images, flattened)
+  maf:             5 MAF layers (affine, MADE 2 x 128 units; 2 x 256 on flattened images), the
+                   order reversed between layers; --transform spline for spline MAF
 """
 
 
@@ -103,6 +108,7 @@ non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0", "a finite number >= 0")
 fraction = _number(float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
 n_bits = _number(int, lambda v: 1 <= v <= 8, "an integer in [1, 8]")
+spline_bins = _number(int, lambda v: v >= 2, "an integer >= 2")
 
 
 def hidden_sizes(text):
@@ -211,8 +217,9 @@ def build_parser():
                     "Run `tfp-glow train` to train a small Glow on the offline 8x8 digits in a few\n"
                     "minutes; `tfp-glow SUBCOMMAND --help` describes each subcommand.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command",
-                                metavar="{train,sample,evaluate,export,interpolate,manipulate,score,bench}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one `error:` line (also TFP_GLOW_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,evaluate,export,interpolate,manipulate,score,bench}")
 
     # ------------------------------------------------------------------------- train
     t = sub.add_parser(
@@ -225,10 +232,15 @@ def build_parser():
                     "Prints the test bits/dim (fixed dequantization noise).",
         epilog=DATA_HELP + "\n" + DEFAULTS_HELP)
     t.add_argument("--flow", choices=FLOW_CHOICES, default=None,
-                   help="flow family (default: glow for images, realnvp for vectors)")
+                   help="flow family (default: glow for images, realnvp for vectors); nsf (neural spline "
+                        "flow) and maf (masked autoregressive flow) flatten images to vectors")
     t.add_argument("--data", default=None,
                    help="data source, see below (default: digits; with --resume: the run's data)")
     t.add_argument("--data-dir", default=None, help="TensorFlow Datasets data directory (tfds sources)")
+    t.add_argument("--image-size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
+                   help="image folders: resize every image to H x W (bilinear); without it all must share one size")
+    t.add_argument("--grayscale", action="store_true",
+                   help="image folders: read the images as one channel (BT.601 luma) instead of RGB")
     t.add_argument("--run-dir", default=None, help="output directory (default: runs/<flow>-<data>)")
     t.add_argument("--epochs", type=positive_int, default=None,
                    help="total epochs (with --resume: including those already done; default per data kind)")
@@ -256,10 +268,10 @@ def build_parser():
                    help="glow: number of levels L (squeezes); realnvp images: number of scales")
     m.add_argument("--steps", type=positive_int, default=None,
                    help="glow: steps K per level; realnvp: couplings per stage (images) or in all "
-                        "(vectors); nice: coupling layers")
+                        "(vectors); nice, nsf: coupling layers; maf: autoregressive layers")
     m.add_argument("--hidden", type=hidden_sizes, default=None,
                    help="conditioner width: channels of the conv nets (glow, realnvp images), or MLP "
-                        "units as N or N,N,... (nice, realnvp vectors)")
+                        "units as N or N,N,... (nice, nsf, maf, realnvp vectors)")
     m.add_argument("--coupling", choices=("affine", "additive"), default=None,
                    help="glow: coupling kind (default affine)")
     m.add_argument("--lu", action=argparse.BooleanOptionalAction, default=None,
@@ -268,6 +280,10 @@ def build_parser():
                    help="realnvp images: RealNVP's logit preprocessing with this alpha (default off)")
     m.add_argument("--learn-prior", action=argparse.BooleanOptionalAction, default=None,
                    help="realnvp images: learned priors at the splits (default off)")
+    m.add_argument("--bins", type=spline_bins, default=None,
+                   help="nsf, maf --transform spline: spline bins (default 8)")
+    m.add_argument("--transform", choices=("affine", "spline"), default=None,
+                   help="maf: elementwise transform of each autoregressive layer (default affine)")
     o = t.add_argument_group("sampling and output")
     o.add_argument("--temperature", type=positive_float, default=0.7,
                    help="sampling temperature of samples_final.png and the per-epoch samples")

@@ -22,7 +22,8 @@ def run(args):
         plots.save_image_grid(out, images, scale=args.scale, cols=args.cols or cols)
     elif model.is_image:
         images = model.sample_images(args.n, args.temperature, seed=args.seed)
-        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols)
+        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols,
+                              title=plots.sample_title(args.temperature))
     elif tuple(model.event_shape) == (2,):
         samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
         plots.plot_samples_2d(samples, out, title=f"{config['flow_config']['flow']} samples (T={args.temperature:g})")

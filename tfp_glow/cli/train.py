@@ -20,7 +20,7 @@ import numpy as np
 
 from tfp_glow import callbacks as cb
 from tfp_glow import data as data_lib
-from tfp_glow import distribute, plots, recipes, runs, splits, stability
+from tfp_glow import distribute, extras, plots, recipes, runs, splits, stability
 from tfp_glow.cli.common import check_first_batch, evaluate_data, print_eval
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.models import FlowConfig, count_parameters
@@ -47,6 +47,9 @@ class _Job:
     initial_epoch: int = 0
     train_ds: Any = None
     val_ds: Any = None
+    stored: Optional[dict] = None  # the resumed run's config.json
+    lock: Any = None  # runs.RunLock held while training writes the run directory
+    write_config: Any = None  # callable(epochs_done) writing config.json
 
     @property
     def image(self):
@@ -57,6 +60,7 @@ def run(args):
     """`tfp-glow train` with parsed `args`; returns the test bits/dim."""
     t_start = time.time()
     previous_policy = keras.mixed_precision.global_policy()
+    job = None
     try:
         try:  # preparation: any error here is the user's input (exit 2), before any step
             job = _plan(args)
@@ -67,6 +71,8 @@ def run(args):
         return _finish(args, job, t_start)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if job is not None and job.lock is not None:
+            job.lock.release()
 
 
 # ------------------------------------------------------------------------------ preparation
@@ -76,13 +82,15 @@ def _plan(args):
     chief = cb.is_chief(strategy)
     stored = _stored_config(args) if args.resume else None
     data_name = args.data or "digits"
-    loaded = {split: splits.load_split(data_name, split, args.val_fraction, args.test_fraction, args.data_dir)
+    folder = {"image_size": tuple(args.image_size) if args.image_size else None, "grayscale": args.grayscale}
+    loaded = {split: splits.load_split(data_name, split, args.val_fraction, args.test_fraction, args.data_dir,
+                                       **folder)
               for split in splits.SPLITS}
     parts, info = {split: x for split, (x, _) in loaded.items()}, loaded["train"][1]
     flow = args.flow or recipes.default_flow(info.kind)
     recipe = _recipe(args, info, data_name, flow, stored)
     run_dir = args.run_dir or recipes.default_run_dir(flow, data_name)
-    return _Job(data_name, info, parts, recipe, run_dir, runs.run_paths(run_dir), strategy, chief)
+    return _Job(data_name, info, parts, recipe, run_dir, runs.run_paths(run_dir), strategy, chief, stored=stored)
 
 
 def _stored_config(args):
@@ -96,12 +104,33 @@ def _stored_config(args):
     if args.flow is not None and args.flow != stored_flow:
         raise CLIError(f"--resume: the run in {args.run_dir!r} trains {stored_flow}, not {args.flow}.")
     args.flow = stored_flow
-    args.data = args.data or stored["data"]
+    if args.data is not None and not _same_data(args.data, stored["data"]):
+        raise CLIError(f"--resume: the run in {args.run_dir!r} trains on {stored['data']!r}, not {args.data!r}; "
+                       f"a resumed run keeps its data (drop --data), or start a new run in another --run-dir.")
+    args.data = stored["data"]
     if args.n_bits is not None and args.n_bits != stored["n_bits"]:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --n-bits {stored['n_bits']}.")
+    args.n_bits = stored["n_bits"]  # the run's bit depth, never the data kind's default
     for key in ("val_fraction", "test_fraction"):
         setattr(args, key, stored.get(key, getattr(args, key)))
+    # An image folder is read as the run first read it (size and colour are its identity).
+    for key in ("image_size", "grayscale"):
+        if stored.get(key) and getattr(args, key) and tuple(np.atleast_1d(stored[key])) != tuple(
+                np.atleast_1d(getattr(args, key))):
+            raise CLIError(f"--resume: the run in {args.run_dir!r} reads its images with "
+                           f"--{key.replace('_', '-')} {stored[key]}.")
+        if stored.get(key):
+            setattr(args, key, stored[key])
     return stored
+
+
+def _same_data(given, stored):
+    """Whether `--data given` names the run's data `stored` (the same path, however spelled)."""
+    if given == stored:
+        return True
+    if os.path.exists(given) and os.path.exists(stored):
+        return os.path.realpath(given) == os.path.realpath(stored)
+    return False
 
 
 def _recipe(args, info, data_name, flow, stored):
@@ -145,10 +174,8 @@ def _option_message(e, data_name, shape):
 def _build(args, job):
     """The compiled model, checked against every split; the datasets; the run directory
     (cleaned, or restored from with --resume) and its config.json."""
-    if job.chief and not args.resume and runs.is_run_dir(job.run_dir) and not args.overwrite:
-        raise CLIError(f"{job.run_dir!r} already holds a run (its config.json). Continue it with --resume, or "
-                       f"replace it with --overwrite, which removes only the files a run writes; or choose "
-                       f"another --run-dir.")
+    if job.chief:
+        _check_run_dir(args, job)
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(args.mixed_precision)
@@ -164,33 +191,79 @@ def _build(args, job):
     job.val_ds = data_lib.make_dataset(job.parts["validation"], runs.EVAL_BATCH_SIZE, shuffle=False)
 
     if job.chief:
-        os.makedirs(job.run_dir, exist_ok=True)
-        if not args.resume and runs.is_run_dir(job.run_dir):  # --overwrite, checked above
+        job.lock = runs.RunLock(job.run_dir).acquire()  # released in run(), or by the kernel if killed
+        _check_run_dir(args, job)  # again, now that no other writer can change the folder
+        if not args.resume and (runs.is_run_dir(job.run_dir) or runs.leftover_files(job.run_dir)):  # --overwrite
             removed = runs.remove_run_files(job.run_dir)
             say(f"note: --overwrite: removed the previous run's {len(removed)} files in {job.run_dir}; "
                 f"other files there were kept")
     job.ckpt = cb.FlowCheckpoint(job.paths["checkpoints"])
     if args.resume:
-        job.initial_epoch = job.ckpt.restore(job.model)
-        if args.lr is not None:  # the checkpoint restored the old learning rate; --lr overrides it
-            job.model.optimizer.learning_rate = (stability.LinearWarmup(recipe.learning_rate, recipe.warmup_steps)
-                                                 if recipe.warmup_steps else recipe.learning_rate)
-        if job.initial_epoch == 0:
-            say(f"note: {job.paths['checkpoints']} has no checkpoint; training {job.run_dir} from the start")
+        _restore(job, recipe)
     if not job.model.is_initialized:
         # The same deterministic global batch on every worker, identical values on every replica.
         with job.strategy.scope():
             distribute.initialize_actnorm_identically(
                 job.model, distribute.global_init_batch(train_x, n=256, seed=args.seed), job.strategy)
+    extra = {
+        "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
+        "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
+        "steps_per_epoch": recipe.steps_per_epoch,
+        "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+        "temperature": args.temperature, "strategy": args.strategy,
+        "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # as resolved
+        "image_size": list(args.image_size) if args.image_size else None, "grayscale": args.grayscale,
+    }
+    if job.stored is not None:  # kept from the run: when it was created, what its weights file holds
+        extra.update({k: job.stored[k] for k in ("created", "weights_epoch") if k in job.stored})
+
+    def write_config(epochs_done, **more):
+        runs.save_run_config(job.run_dir, job.model, job.data_name, {**extra, "epochs_done": epochs_done, **more})
+
+    job.write_config = write_config
+    if job.chief and not args.resume:
+        # A resumed run records its (possibly changed) options with the first epoch that trains
+        # with them (runs.EpochRecord), never before.
+        write_config(0)
+
+
+def _check_run_dir(args, job):
+    """A new run never writes over another run's files without --overwrite."""
+    if args.resume or args.overwrite:
+        return
+    if runs.is_run_dir(job.run_dir):
+        raise CLIError(f"{job.run_dir!r} already holds a run (its config.json). Continue it with --resume, or "
+                       f"replace it with --overwrite, which removes only the files a run writes; or choose "
+                       f"another --run-dir.")
+    leftover = runs.leftover_files(job.run_dir)
+    if leftover:
+        raise CLIError(f"{job.run_dir!r} holds files a run would write over ({', '.join(leftover)}) but no "
+                       f"config.json; remove them, replace them with --overwrite, or choose another --run-dir.")
+
+
+def _restore(job, recipe):
+    """--resume: the newest intact checkpoint (model, optimizer, epoch), else model.weights.h5;
+    metrics.csv cut back to the restored epoch; the learning rate the run's config names."""
+    try:
+        path, epoch = runs.restore_newest_intact(job.run_dir, job.model,
+                                                 restore=lambda p: job.ckpt.restore(job.model, p), report=say)
+    except runs.NothingToLoadError:
+        path, epoch = None, 0
+        say(f"note: {job.paths['checkpoints']} has no intact checkpoint; training {job.run_dir} from the start")
+    if path is not None and epoch is None:  # model.weights.h5 of an older run: written after its last epoch
+        epoch = job.stored.get("weights_epoch") or job.stored.get("epochs_done") or job.stored.get("epochs") or 0
+        say(f"note: resuming from {path} as epoch {epoch}, with a fresh optimizer state")
+    job.initial_epoch = int(epoch)
+    # The optimizer uses exactly the learning rate this run prints and records (the checkpoint
+    # holds the one of its last epoch, which a failed override must not leave behind).
+    job.model.optimizer.learning_rate = (stability.LinearWarmup(recipe.learning_rate, recipe.warmup_steps)
+                                         if recipe.warmup_steps else recipe.learning_rate)
     if job.chief:
-        runs.save_run_config(job.run_dir, job.model, job.data_name, {
-            "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
-            "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
-            "steps_per_epoch": recipe.steps_per_epoch,
-            "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-            "temperature": args.temperature, "strategy": args.strategy,
-            "mixed_precision": args.mixed_precision, "xla": not args.no_xla,
-        })
+        runs.remove_partial_writes(job.run_dir)
+        dropped = runs.reconcile_metrics(job.paths["metrics"], job.initial_epoch)
+        if dropped:
+            say(f"note: dropped {dropped} row(s) of {job.paths['metrics']} past epoch {job.initial_epoch}, "
+                f"the restored one; those epochs are trained again")
 
 
 # --------------------------------------------------------------------------------- training
@@ -209,10 +282,12 @@ def _fit(args, job):
     say(f"model: {recipe.flow} {', '.join(f'{k}={v}' for k, v in recipe.flow_kwargs.items())}; "
         f"{count_parameters(model.distribution):,} parameters; epochs {recipe.epochs}, batch {recipe.batch_size}, "
         f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps), clip norm {recipe.clip_norm or 'off'}, "
-        f"xla {'off' if args.no_xla else 'auto'}, strategy {args.strategy} "
+        f"xla {'on' if model.jit_compile else 'off'}, strategy {args.strategy} "
         f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
     say(f"run dir: {job.run_dir}")
-    callbacks = [cb.NaNGuard(job.paths["checkpoints"]), job.ckpt]
+    # metrics row -> checkpoint -> config.json, one atomic file after the other (runs.EpochRecord)
+    record = runs.EpochRecord(job.run_dir, job.ckpt, write_config=job.write_config, chief=job.chief)
+    callbacks = [cb.NaNGuard(job.paths["checkpoints"]), record]
     if job.chief:
         callbacks += _chief_callbacks(args, job)
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
@@ -239,16 +314,30 @@ def _chief_callbacks(args, job):
     """The callbacks that write files: metrics.csv, TensorBoard logs, sample grids."""
     paths = job.paths
     sample_every = args.sample_every or (1 if job.image else max(1, job.recipe.epochs // 6))
-    callbacks = [keras.callbacks.CSVLogger(paths["metrics"], append=args.resume)]
+    callbacks = []
     if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.append(keras.callbacks.TensorBoard(paths["logs"], write_graph=False, update_freq="epoch",
+        log_dir = paths["logs"]
+        callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch",
                                                      profile_batch=0))
     else:
-        say("note: TensorBoard logs skipped: the tensorboard package is not installed (pip install tensorboard)")
+        say('note: TensorBoard logs skipped: the tensorboard package is not installed '
+            '(pip install "tfp_glow[tensorboard]")')
+    figures = _figures_available(job)
     callbacks.append(cb.SampleGrid(job.run_dir, n=args.n_samples, temperature=args.temperature, seed=args.seed,
-                                   every=sample_every,
-                                   data=None if job.image else np.asarray(job.parts["validation"])))
+                                   every=sample_every, log_dir=log_dir,
+                                   data=None if job.image or not figures else np.asarray(job.parts["validation"])))
     return callbacks
+
+
+def _figures_available(job):
+    """Whether matplotlib (the `plots` extra) can draw the figures; says once what is skipped if not."""
+    if extras.available("matplotlib"):
+        return True
+    if not getattr(job, "_said_no_figures", False):
+        job._said_no_figures = True
+        skipped = "curves.png" if job.image else "the density figures and curves.png"
+        say(f'note: {skipped} skipped: matplotlib is not installed (pip install "tfp_glow[plots]")')
+    return False
 
 
 # ---------------------------------------------------------------------------------- the end
@@ -257,20 +346,24 @@ def _finish(args, job, t_start):
     model, paths, test_x = job.model, job.paths, job.parts["test"]
     test_bpd = print_eval("test", evaluate_data(model, test_x, runs.EVAL_BATCH_SIZE), job.image)
     if job.chief:
-        model.save_weights(paths["weights"])
+        runs.save_weights_atomically(model, paths["weights"])
+        if job.ckpt.latest:  # which epoch model.weights.h5 holds, for a resume that has only it
+            runs.update_run_config(job.run_dir, weights_epoch=runs.checkpoint_epoch(job.ckpt.latest))
         written = [paths["weights"]]
+        figures = _figures_available(job)
         if job.image:
             plots.save_image_grid(paths["samples_final"],
-                                  model.sample_images(args.n_samples, args.temperature, seed=args.seed))
+                                  model.sample_images(args.n_samples, args.temperature, seed=args.seed),
+                                  title=plots.sample_title(args.temperature))
             written.append(paths["samples_final"])
-        elif tuple(job.info.shape) == (2,):
+        elif tuple(job.info.shape) == (2,) and figures:
             samples = model.sample(2000, temperature=args.temperature, seed=args.seed)
             plots.plot_samples_2d(samples, paths["samples_final"],
                                   title=f"{job.recipe.flow} samples (T={args.temperature:g})")
             plots.plot_density_2d(model, np.asarray(test_x), paths["density"], temperature=1.0, seed=args.seed,
                                   title=f"{job.recipe.flow} on {job.data_name}")
             written += [paths["samples_final"], paths["density"]]
-        if os.path.isfile(paths["metrics"]):
+        if os.path.isfile(paths["metrics"]) and figures:
             plots.plot_curves(paths["metrics"], paths["curves"], metric="bits_per_dim" if job.image else "nll")
             written.append(paths["curves"])
         if job.ckpt.latest:

@@ -10,8 +10,8 @@ What this subpackage holds, one module a concern:
 * ``pipeline``: ``make_dataset``, the batched ``tf.data`` input pipeline;
 * ``quantization``: ``reduce_bits``, ``dequantize``, ``to_uint8``.
 
-What it may import: numpy and TensorFlow at module level; scikit-learn, PIL and
-tensorflow_datasets only inside the loaders that need them (heavy imports that most uses skip).
+What it may import: numpy, TensorFlow and tfp_glow.extras at module level; scikit-learn and
+tensorflow_datasets (extras) only inside the loaders that need them, through extras.require.
 Nothing else of tfp_glow: data sits beside bijectors, models and training, which import it,
 and it imports none of them. Within the subpackage the modules import each other directly,
 never this ``__init__``: ``validation`` imports none of them, the others import ``validation``,

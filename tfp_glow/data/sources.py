@@ -1,10 +1,11 @@
 """Data sources by name: the offline digits, digits28, photos32 and 2-D toy sets, and ``get_source``.
 
 ``load_digits``, ``load_digits28``, ``load_photos32`` and ``toy_2d`` return numpy arrays and need no
-download (scikit-learn ships the digits and the two photographs). ``get_source`` is the single
-dispatcher used by the CLI: it resolves a name to one of these, to a ``.npz`` file, an image folder
-or a TensorFlow Datasets name (see ``tfp_glow.data.external``), and returns the data together with
-a :class:`DataInfo`.
+download: the 8x8 digits ship with this package (``files/digits.npz``, see ``files/README.md``),
+the two photographs of ``photos32`` with scikit-learn (the ``photos`` extra). ``get_source`` is
+the single dispatcher used by the CLI: it resolves a name to one of these, to a ``.npz`` file, an
+image folder or a TensorFlow Datasets name (see ``tfp_glow.data.external``), and returns the data
+together with a :class:`DataInfo`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 from tfp_glow.data.external import load_image_folder, load_npz, load_tfds
 from tfp_glow.data.validation import _is_int
+from tfp_glow.extras import require
 
 # --------------------------------------------------------------------------
 # Constants
@@ -29,8 +31,12 @@ DIGITS_SPLITS = ("train", "validation", "test", "train+validation")
 _DIGITS_N = 1797
 _DIGITS_N_TEST = 360
 _DIGITS_N_VALIDATION = 144
+# UCI's optical recognition of handwritten digits (the copy scikit-learn ships as load_digits):
+# `images` uint8 [1797, 8, 8] in 0..16, `target` uint8 [1797]. CC BY 4.0, see files/README.md.
+DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files", "digits.npz")
 
-#: Offline image sources that ship with a dependency (no download).
+#: Offline image sources (no download): the digits ship with tfp_glow, photos32's photographs
+#: with scikit-learn.
 OFFLINE_IMAGE_NAMES = ("digits", "digits28", "photos32")
 
 # photos32: examples per split, and the horizontal band of each photograph a split crops from,
@@ -79,11 +85,12 @@ def _check_split(split, allowed: Sequence[str]) -> str:
 
 
 def load_digits(split: str = "train") -> np.ndarray:
-    """scikit-learn's 8x8 handwritten digits as ``uint8 [N, 8, 8, 1]``.
+    """The 8x8 handwritten digits (UCI, as in scikit-learn's ``load_digits``) as ``uint8 [N, 8, 8, 1]``.
 
     Pixel values ``v`` in ``0..16`` are mapped to ``round(v * 255 / 16)``
-    (so 0 -> 0, 8 -> 128, 16 -> 255). The data ships with scikit-learn, so
-    this works offline.
+    (so 0 -> 0, 8 -> 128, 16 -> 255). The 1797 images ship with this package
+    (``DIGITS_FILE``, 45 KB), so this works offline and without scikit-learn;
+    they are scikit-learn's ``load_digits().images``, byte for byte.
 
     Splits use the fixed permutation ``p = np.random.default_rng(0)
     .permutation(1797)`` and return the examples in that order:
@@ -106,13 +113,10 @@ def load_digits(split: str = "train") -> np.ndarray:
       ValueError: unknown split.
     """
     _check_split(split, DIGITS_SPLITS)
-    from sklearn import datasets as sk_datasets  # imported lazily (slow import)
-
-    images = sk_datasets.load_digits().images  # float64 [1797, 8, 8], 0..16
-    if images.shape[0] != _DIGITS_N:  # pragma: no cover - guards sklearn changes
-        raise RuntimeError(
-            f"expected {_DIGITS_N} digits from scikit-learn, got {images.shape[0]}"
-        )
+    with np.load(DIGITS_FILE, allow_pickle=False) as npz:
+        images = npz["images"].astype(np.float64)  # [1797, 8, 8], 0..16, as scikit-learn's
+    if images.shape != (_DIGITS_N, 8, 8):  # pragma: no cover - guards a damaged installation
+        raise RuntimeError(f"{DIGITS_FILE} holds {images.shape} digits; expected ({_DIGITS_N}, 8, 8)")
     perm = np.random.default_rng(0).permutation(_DIGITS_N)
     n_trainval = _DIGITS_N - _DIGITS_N_TEST  # 1437
     n_train = n_trainval - _DIGITS_N_VALIDATION  # 1293
@@ -150,7 +154,7 @@ def load_photos32(split: str = "train", n: Optional[int] = None) -> np.ndarray:
 
     Each crop takes a square of side ``s`` in ``{32, 48, 64}`` at a random position and
     resizes it to 32x32 (area averaging), from ``china.jpg`` or ``flower.jpg`` (427x640, they
-    ship with scikit-learn). The splits crop from disjoint vertical bands of each photograph
+    ship with scikit-learn: ``pip install "tfp_glow[photos]"``). The splits crop from disjoint vertical bands of each photograph
     (train: the left 70% of the width, validation: the next 10%, test: the last 20%), with
     seeds 0, 1, 2, so no test pixel was seen in training. A CIFAR-sized colour set, offline.
 
@@ -161,14 +165,18 @@ def load_photos32(split: str = "train", n: Optional[int] = None) -> np.ndarray:
 
     Returns:
       ``np.ndarray`` uint8 of shape ``[N, 32, 32, 3]``.
+
+    Raises:
+      MissingExtraError: scikit-learn (or pillow, which it reads the photographs with) is not
+        installed.
     """
     _check_split(split, DIGITS_SPLITS)
     if split == "train+validation":
         return np.concatenate([load_photos32("train", n), load_photos32("validation")], axis=0)
     if n is not None and (not _is_int(n) or n <= 0):
         raise ValueError(f"n must be a positive int; got {n!r}")
-    from sklearn import datasets as sk_datasets  # imported lazily (slow import)
-
+    sk_datasets = require("sklearn.datasets", "photos", "the photos32 data")
+    require("PIL", "photos", "the photos32 data (scikit-learn reads its sample photographs with it)")
     photos = sk_datasets.load_sample_images().images  # two uint8 [427, 640, 3]
     n = int(n or _PHOTOS_N[split])
     rng = np.random.default_rng(_PHOTOS_SPLIT_SEEDS[split])
@@ -281,7 +289,8 @@ def _resolve_split_key(split: str, available: Sequence[str], source: str, kind: 
     )
 
 
-def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
+def get_source(name: str, split: str = "train", data_dir: Optional[str] = None,
+               image_size: Optional[Tuple[int, int]] = None, grayscale: bool = False):
     """Loads a data source by name: ``(data, DataInfo)``.
 
     ``name`` is resolved in this order:
@@ -307,6 +316,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
       name: source name or path, as above.
       split: split name.
       data_dir: TFDS data directory (TFDS sources only).
+      image_size, grayscale: for image folders only, as :func:`load_image_folder` takes them
+        (the CLI's ``--image-size H W`` and ``--grayscale``).
 
     Returns:
       ``(data, info)``: ``data`` is a numpy array (uint8 ``[N, H, W, C]`` for
@@ -323,6 +334,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
     if not isinstance(name, (str, os.PathLike)):
         raise ValueError(f"data source name must be a string or path; got {name!r}")
     name = os.fspath(name)
+    if (image_size is not None or grayscale) and not os.path.isdir(name):
+        raise ValueError(f"image_size and grayscale apply to image folders only; {name!r} is not a directory")
 
     if name in OFFLINE_IMAGE_NAMES:
         loader = {"digits": load_digits, "digits28": load_digits28, "photos32": load_photos32}[name]
@@ -367,7 +380,8 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None):
         subdirs = sorted(d for d in os.listdir(name) if os.path.isdir(os.path.join(name, d)))
         parts = []
         for sub in _resolve_split_key(split, subdirs, name, "sub-folder"):
-            parts.append(load_image_folder(name if sub is None else os.path.join(name, sub)))
+            parts.append(load_image_folder(name if sub is None else os.path.join(name, sub),
+                                           image_size=image_size, grayscale=grayscale))
         x = _concat_images(parts, name)
         return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
 
