@@ -59,6 +59,10 @@ def test_train_conditional_reports_accuracy(cond_run):
     acc = float(re.search(r"test accuracy: (\d\.\d{4})", out).group(1))
     assert 0.0 <= acc <= 1.0
     assert "num_classes=10" in out
+    rc, out_eval, err = _run(["evaluate", run_dir, "--no-xla"])  # the same figures again, with labels
+    assert rc == 0, out_eval + err
+    assert float(re.search(r"test accuracy: (\d\.\d{4})", out_eval).group(1)) == acc
+    assert re.search(r"test bits/dim: (\S+)", out_eval).group(1) == re.search(r"test bits/dim: (\S+)", out).group(1)
     model = runs.load_run(run_dir)
     assert model.num_classes == 10
     # the class prior was set from the training labels and survives the reload

@@ -105,14 +105,17 @@ class ConditionalFlowModel(FlowModel):
         self.class_log_prior.assign(np.log(p / p.sum()).astype(np.float32))
 
     # ------------------------------------------------------------- likelihoods
-    def _scores(self, log_p):
+    def _scores(self, log_p, log_q=None):
         nll = -log_p
         if self.is_image:
             nll = nll + self.num_dims * self.n_bits * math.log(2.0)
+        if log_q is not None:  # variational dequantization: the bound -log p + D n log 2 + log q
+            nll = nll + log_q
         return log_p, nll, nll / (self.num_dims * math.log(2.0))
 
-    def log_prob_and_bpd(self, x_pre, labels=None):
-        """`(log p(x | y), nll, bits/dim)` per example for preprocessed `x_pre` and labels `[N]`.
+    def log_prob_and_bpd(self, x_pre, log_q=None, labels=None):
+        """`(log p(x | y), nll, bits/dim)` per example for preprocessed `x_pre` and labels `[N]`
+        (`log_q`: as in `FlowModel.log_prob_and_bpd`).
 
         Inside `train_step` the labels come from the step's data.
         """
@@ -120,7 +123,7 @@ class ConditionalFlowModel(FlowModel):
         if labels is None:
             raise ValueError(f"this model is class-conditional (num_classes={self.num_classes}): labels are needed.")
         log_p = lean_log_prob(self.distribution, x_pre, conditional_input=self.context(labels))
-        return self._scores(tf.cast(log_p, tf.float32))
+        return self._scores(tf.cast(log_p, tf.float32), log_q)
 
     def class_log_likelihoods(self, x_pre):
         """`log p(x | y)` for every class: float32 `[N, K]` (one pass over `K * N` examples)."""
@@ -141,8 +144,15 @@ class ConditionalFlowModel(FlowModel):
     def metrics(self):
         return [self.loss_tracker, self.nll_tracker, self.bpd_tracker, self.accuracy_tracker]
 
+    def _step_data(self, data):
+        """`(features, labels, sample_weight)` of a batch: Keras' `(x, y[, w])` or a dict."""
+        x, y, sw = self._unpack(data)
+        if y is None:
+            y = self._labels(data if isinstance(data, dict) else x)
+        return x, y, sw
+
     def train_step(self, data):
-        y = self._labels(data)
+        y = self._step_data(data)[1]
         if y is None:
             raise ValueError(f"this model is class-conditional (num_classes={self.num_classes}): the training data "
                              f"must be (image, label) pairs.")
@@ -157,38 +167,47 @@ class ConditionalFlowModel(FlowModel):
         logs.pop("accuracy", None)  # classification is measured at evaluation only
         return logs
 
+    def _weighted(self, bpd, sw):
+        if sw is None:
+            return tf.reduce_mean(bpd), None
+        sw = tf.reshape(tf.cast(sw, tf.float32), tf.shape(bpd))
+        return tf.math.divide_no_nan(tf.reduce_sum(sw * bpd), tf.reduce_sum(sw)), sw
+
     def test_step(self, data):
-        x, y = self._features(data), self._labels(data)
-        x_pre = self.preprocess(x, fixed_noise=True)
+        x, y, sw = self._step_data(data)
+        x_pre, log_q = self.dequantize(x, fixed_noise=True)
+        ll, joint, marginal = self._posterior_parts(x_pre)
         if y is None:  # the marginal likelihood log p(x); no accuracy without labels
-            _, nll, bpd = self._scores(self._posterior_parts(x_pre)[2])
-            logs = dict(self._update_metrics(tf.reduce_mean(bpd), nll, bpd))
+            _, nll, bpd = self._scores(marginal, log_q)
+            loss, sw = self._weighted(bpd, sw)
+            logs = dict(self._update_metrics(loss, nll, bpd, sw))
             logs.pop("accuracy", None)
             return logs
-        ll, joint, _ = self._posterior_parts(x_pre)
         y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-        log_p = tf.gather(ll, y, batch_dims=1)
-        _, nll, bpd = self._scores(log_p)
+        _, nll, bpd = self._scores(tf.gather(ll, y, batch_dims=1), log_q)
+        loss, sw = self._weighted(bpd, sw)
         correct = tf.cast(tf.equal(tf.argmax(joint, axis=-1, output_type=tf.int32), y), tf.float32)
-        self.accuracy_tracker.update_state(correct)
-        return self._update_metrics(tf.reduce_mean(bpd), nll, bpd)
+        self.accuracy_tracker.update_state(correct, sample_weight=sw)
+        return self._update_metrics(loss, nll, bpd, sw)
 
     def predict_step(self, data):
-        x, y = self._features(data), self._labels(data)
-        ll, joint, marginal = self._posterior_parts(self.preprocess(x, fixed_noise=True))
+        x, y, _ = self._step_data(data)
+        x_pre, log_q = self.dequantize(x, fixed_noise=True)
+        ll, joint, marginal = self._posterior_parts(x_pre)
         out = {"class_log_prob": ll, "label": tf.argmax(joint, axis=-1, output_type=tf.int32),
                "marginal_log_prob": marginal}
-        log_p, nll, bpd = self._scores(marginal if y is None else tf.gather(ll, tf.cast(y, tf.int32), batch_dims=1))
+        chosen = marginal if y is None else tf.gather(ll, tf.cast(tf.reshape(y, [-1]), tf.int32), batch_dims=1)
+        log_p, nll, bpd = self._scores(chosen, log_q)
         out.update({"log_prob": log_p, "nll": nll, "bits_per_dim": bpd})
         return out
 
     def call(self, inputs, training=False):
         """`log p(x | y)` of `(x, y)`, or the marginal `log p(x)` of `x` alone (fixed noise)."""
         x, y = (inputs[0], inputs[1]) if isinstance(inputs, (tuple, list)) else (inputs, None)
-        x_pre = self.preprocess(x, fixed_noise=not training)
+        x_pre, _ = self.dequantize(x, fixed_noise=not training)
         if y is None:
             return self._posterior_parts(x_pre)[2]
-        return self.log_prob_and_bpd(x_pre, y)[0]
+        return self.log_prob_and_bpd(x_pre, labels=y)[0]
 
     # ------------------------------------------------------------ initialise/fit
     def initialize(self, batch, force=False, labels=None):
@@ -251,18 +270,19 @@ class ConditionalFlowModel(FlowModel):
         """`log p(x | y)` per example of raw data `x [N, ...]` with labels `[N]` (fixed noise)."""
         x = self.check_batch(x)
         y = self.check_labels(labels, len(x))
-        return self.log_prob_and_bpd(self.preprocess(x, fixed_noise=True), tf.constant(y))[0]
+        x_pre, log_q = self.dequantize(x, fixed_noise=True)
+        return self.log_prob_and_bpd(x_pre, log_q, labels=tf.constant(y))[0]
 
     def marginal_log_prob(self, x):
         """`log p(x) = logsumexp_y log p(x | y) + log p(y)` per example of raw data (fixed noise)."""
         x = self.check_batch(x)
-        return self._posterior_parts(self.preprocess(x, fixed_noise=True))[2]
+        return self._posterior_parts(self.dequantize(x, fixed_noise=True)[0])[2]
 
     def classify(self, x, return_log_probs=False):
         """Bayes-rule labels `argmax_y log p(x | y) + log p(y)` of raw data `x [N, ...]`: int32 `[N]`
         (and the posterior log-probabilities `[N, K]` with `return_log_probs`)."""
         x = self.check_batch(x)
-        _, joint, marginal = self._posterior_parts(self.preprocess(x, fixed_noise=True))
+        _, joint, marginal = self._posterior_parts(self.dequantize(x, fixed_noise=True)[0])
         pred = tf.argmax(joint, axis=-1, output_type=tf.int32)
         return (pred, joint - marginal[:, None]) if return_log_probs else pred
 

@@ -467,14 +467,14 @@ def conditional_serving_functions(model):
     def log_prob(x, label):
         x = _check_input(x, "log_prob", "x", event_shape, note)
         label = _check_labels_in_graph(label, k, "log_prob", tf.shape(x)[0])
-        log_p, nll, bpd = ref().log_prob_and_bpd(ref().preprocess(x, fixed_noise=True), label)
+        log_p, nll, bpd = ref().log_prob_and_bpd(*ref().dequantize(x, fixed_noise=True), labels=label)
         return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
     fns["log_prob"] = log_prob
 
     @tf.function(input_signature=[x_spec], autograph=False)
     def classify(x):
         x = _check_input(x, "classify", "x", event_shape, note)
-        ll, joint, marginal = ref()._posterior_parts(ref().preprocess(x, fixed_noise=True))
+        ll, joint, marginal = ref()._posterior_parts(ref().dequantize(x, fixed_noise=True)[0])
         return {"label": tf.argmax(joint, axis=-1, output_type=tf.int32), "log_posterior": joint - marginal[:, None],
                 "class_log_prob": ll, "marginal_log_prob": marginal}
     fns["classify"] = classify

@@ -118,11 +118,18 @@ def level_temperatures(model, temperature):
 
 
 def draw_latent(model, n, temperature=1.0, seed=None):
-    """`n` base draws `[n, *latent_shape]`, each level's noise scaled by its temperature."""
-    if np.ndim(temperature) == 0:  # as FlowModel.sample draws it
-        return standard_normal(model.latent_shape, scale=float(temperature)).sample(n, seed=seed)
-    eps = standard_normal(model.latent_shape).sample(n, seed=seed)
-    return eps * tf.constant(level_temperatures(model, temperature))
+    """`n` base draws `[n, *latent_shape]`, each level's noise scaled by its temperature.
+
+    With an int `seed` the draw is stateless (`tf.random.stateless_normal(seed=[seed, 0])`):
+    the same seed gives the same noise in every call, so grids at several temperatures show
+    the same samples.
+    """
+    scale = tf.constant(level_temperatures(model, temperature))
+    if seed is None:
+        eps = standard_normal(model.latent_shape).sample(n)
+    else:
+        eps = tf.random.stateless_normal([int(n), *model.latent_shape], seed=[int(seed), 0])
+    return eps * scale
 
 
 # -------------------------------------------------------------------- interpolation

@@ -1,8 +1,10 @@
 """`tfp-glow evaluate RUN_DIR`: bits/dim of a trained run on a split, with fixed dequantization
-noise, so the figure repeats run to run and equals the one `train` printed."""
+noise, so the figure repeats run to run and equals the one `train` printed. A class-conditional
+run is evaluated on the split's labels: bits/dim of log p(x | y) and the Bayes-rule accuracy."""
 import keras
 
-from tfp_glow import runs, splits
+from tfp_glow import data as data_lib
+from tfp_glow import labeled, runs, splits
 from tfp_glow.cli.common import check_first_batch, evaluate_data, load_run, print_eval
 from tfp_glow.cli.options import CLIError, say
 
@@ -14,6 +16,8 @@ def run(args):
     returns the bits/dim."""
     model, config = load_run(args.run_dir)
     data_name = args.data or config["data"]
+    if getattr(model, "num_classes", 0):  # log p(x | y) with the split's labels, and the accuracy
+        return _evaluate_conditional(args, model, config, data_name)
     try:
         folder = {}  # the run's --image-size / --grayscale, for its own image folder
         if data_name == config["data"] and (config.get("image_size") or config.get("grayscale")):
@@ -28,3 +32,24 @@ def run(args):
     result = evaluate_data(model, x, config.get("eval_batch_size", runs.EVAL_BATCH_SIZE))
     say(f"{args.split} examples: {splits.num_examples(x)} of {data_name}")
     return print_eval(args.split, result, model.is_image)
+
+
+def _evaluate_conditional(args, model, config, data_name):
+    try:
+        x, y, _, _ = labeled.load_labeled_split(data_name, args.split,
+                                                config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
+                                                config.get("test_fraction", splits.DEFAULT_TEST_FRACTION),
+                                                args.data_dir)
+        check_first_batch(model, x, args.split)
+        if y is not None:
+            model.check_labels(y, len(x), what=f"{args.split} labels")
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise CLIError(str(e)) from e
+    model.compile(keras.optimizers.Adam(), jit_compile=False if args.no_xla else "auto")
+    ds = data_lib.make_dataset(labeled.to_dataset(x, y), config.get("eval_batch_size", runs.EVAL_BATCH_SIZE),
+                               shuffle=False)
+    result = model.evaluate(ds, verbose=0, return_dict=True)
+    say(f"{args.split} examples: {splits.num_examples(x)} of {data_name}")
+    bpd = print_eval(args.split, result, model.is_image)
+    say(f"{args.split} accuracy: {float(result['accuracy']):.4f} (Bayes rule, argmax_y log p(x | y) + log p(y))")
+    return bpd

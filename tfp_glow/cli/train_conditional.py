@@ -25,6 +25,7 @@ def run(args):
     """`tfp-glow train --conditional`; returns the test bits/dim of log p(x | y)."""
     t_start = time.time()
     previous_policy = keras.mixed_precision.global_policy()
+    job = None
     try:
         try:  # preparation: any error is the user's input (exit 2), before any step
             job = _plan(args)
@@ -35,15 +36,14 @@ def run(args):
         return _finish(args, job, t_start)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if job is not None and job.lock is not None:
+            job.lock.release()
 
 
 def _plan(args):
-    if args.resume:
-        stored = train_cli._stored_config(args)
-        if not stored["flow_config"].get("kwargs", {}).get("num_classes"):
-            raise CLIError(f"--resume --conditional: the run in {args.run_dir!r} is not class-conditional.")
-    else:
-        stored = None
+    stored = train_cli._stored_config(args) if args.resume else None
+    if stored is not None and not stored["flow_config"].get("kwargs", {}).get("num_classes"):
+        raise CLIError(f"--resume --conditional: the run in {args.run_dir!r} is not class-conditional.")
     strategy = distribute.get_strategy(args.strategy)
     chief = cb.is_chief(strategy)
     data_name = args.data or "digits"
@@ -59,7 +59,7 @@ def _plan(args):
     recipe = recipe.merged(flow_kwargs={**recipe.flow_kwargs, "num_classes": int(k)})
     run_dir = args.run_dir or recipes.default_run_dir(flow, data_name) + "-conditional"
     job = train_cli._Job(data_name, info, {s: loaded[s][0] for s in splits.SPLITS}, recipe, run_dir,
-                         runs.run_paths(run_dir), strategy, chief)
+                         runs.run_paths(run_dir), strategy, chief, stored=stored)
     job.labels = {s: loaded[s][1] for s in splits.SPLITS}
     job.num_classes = int(k)
     return job
@@ -70,17 +70,9 @@ def _pairs(job, split):
     return labeled.to_dataset(job.parts[split], job.labels[split])
 
 
-def _build(args, job):
-    if job.chief and not args.resume and runs.is_run_dir(job.run_dir) and not args.overwrite:
-        raise CLIError(f"{job.run_dir!r} already holds a run (its config.json). Continue it with --resume, or "
-                       f"replace it with --overwrite; or choose another --run-dir.")
-    keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(args.mixed_precision)
-    job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
-                                            jit_compile=False if args.no_xla else "auto")
-    model = job.model
-    for split in splits.SPLITS:  # images and labels, before any step
+def _check_splits(model, job):
+    """Images and labels of every split against the model, before any step."""
+    for split in splits.SPLITS:
         x, y = job.parts[split], job.labels[split]
         what = train_cli._WHAT[split]
         if y is None:  # a TFDS dataset of pairs
@@ -91,14 +83,26 @@ def _build(args, job):
         else:
             if len(x) == 0:
                 raise ValueError(f"the {what} data set is empty")
-            xs, ys = x[:256], y[:256]
+            xs, ys = x, y
         try:
-            model.check_batch(xs)
+            model.check_batch(xs[:256])
             model.check_labels(ys, len(xs), what=f"{what} labels")
         except ValueError as e:
             raise ValueError(f"{what} data: {e}") from e
+
+
+def _build(args, job):
+    """As `tfp-glow train` builds (see cli/train.py `_build`), with labelled data."""
+    if job.chief:
+        train_cli._check_run_dir(args, job)
+    keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(args.mixed_precision)
+    job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
+                                            jit_compile=False if args.no_xla else "auto")
+    model = job.model
+    _check_splits(model, job)
     if job.labels["train"] is not None:
-        model.check_labels(job.labels["train"], len(job.parts["train"]), what="training labels")
         model.set_class_prior(job.labels["train"])
     n_train = splits.num_examples(job.parts["train"])
     job.train_ds = data_lib.make_dataset(_pairs(job, "train"), recipe.batch_size, shuffle=True, seed=args.seed,
@@ -106,28 +110,37 @@ def _build(args, job):
                                          repeat=recipe.steps_per_epoch is not None)
     job.val_ds = data_lib.make_dataset(_pairs(job, "validation"), runs.EVAL_BATCH_SIZE, shuffle=False)
     if job.chief:
-        os.makedirs(job.run_dir, exist_ok=True)
-        if not args.resume and runs.is_run_dir(job.run_dir):
+        job.lock = runs.RunLock(job.run_dir).acquire()
+        train_cli._check_run_dir(args, job)
+        if not args.resume and (runs.is_run_dir(job.run_dir) or runs.leftover_files(job.run_dir)):
             removed = runs.remove_run_files(job.run_dir)
             say(f"note: --overwrite: removed the previous run's {len(removed)} files in {job.run_dir}")
     job.ckpt = cb.FlowCheckpoint(job.paths["checkpoints"])
     if args.resume:
-        job.initial_epoch = job.ckpt.restore(model)
+        train_cli._restore(job, recipe)
     if not model.is_initialized:
         batch = [b for b in _pairs(job, "train").batch(256).take(1)][0]
         with job.strategy.scope():
             model.initialize(batch)
-    if job.chief:
-        runs.save_run_config(job.run_dir, model, job.data_name, {
-            "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
-            "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
-            "steps_per_epoch": recipe.steps_per_epoch,
-            "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-            "temperature": args.temperature, "strategy": args.strategy,
-            "mixed_precision": args.mixed_precision, "xla": not args.no_xla,
-            "conditional": True, "num_classes": job.num_classes,
-            "class_prior": np.exp(model.class_log_prior.numpy()).tolist(),
-        })
+    extra = {
+        "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
+        "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
+        "steps_per_epoch": recipe.steps_per_epoch,
+        "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+        "temperature": args.temperature, "strategy": args.strategy,
+        "mixed_precision": args.mixed_precision, "xla": bool(model.jit_compile),
+        "conditional": True, "num_classes": job.num_classes,
+        "class_prior": np.exp(model.class_log_prior.numpy()).tolist(),
+    }
+    if job.stored is not None:
+        extra.update({k: job.stored[k] for k in ("created", "weights_epoch") if k in job.stored})
+
+    def write_config(epochs_done, **more):
+        runs.save_run_config(job.run_dir, model, job.data_name, {**extra, "epochs_done": epochs_done, **more})
+
+    job.write_config = write_config
+    if job.chief and not args.resume:
+        write_config(0)
 
 
 def _finish(args, job, t_start):
@@ -139,7 +152,9 @@ def _finish(args, job, t_start):
     say(f"test bits/dim: {test_bpd:.4f} (log p(x | y))")
     say(f"test accuracy: {float(result['accuracy']):.4f} (Bayes rule, argmax_y log p(x | y) + log p(y))")
     if job.chief:
-        model.save_weights(paths["weights"])
+        runs.save_weights_atomically(model, paths["weights"])
+        if job.ckpt.latest:  # which epoch model.weights.h5 holds, for a resume that has only it
+            runs.update_run_config(job.run_dir, weights_epoch=runs.checkpoint_epoch(job.ckpt.latest))
         k = job.num_classes
         per_class = max(1, args.n_samples // k)
         labels = np.repeat(np.arange(k), per_class)
@@ -147,7 +162,7 @@ def _finish(args, job, t_start):
                               model.sample_images(len(labels), args.temperature, seed=args.seed, labels=labels),
                               cols=per_class)
         written = [paths["weights"], paths["samples_final"] + f" (one row per class, {per_class} each)"]
-        if os.path.isfile(paths["metrics"]):
+        if os.path.isfile(paths["metrics"]) and train_cli._figures_available(job):
             plots.plot_curves(paths["metrics"], paths["curves"], metric="bits_per_dim")
             written.append(paths["curves"])
         say("wrote:")
