@@ -8,6 +8,7 @@ to import, and most uses of ``tfp_glow.data`` need neither.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import socket
 import threading
@@ -186,8 +187,11 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
     import tensorflow_datasets as tfds  # imported lazily (slow import)
 
     try:
-        prepared = _tfds_prepared(tfds, name, data_dir)
-        if not prepared:
+        try:  # data already prepared (or mocked): no download, no network
+            ds = _quietly(lambda: tfds.load(name, split=split, data_dir=data_dir, download=False))
+        except tfds.core.registered.DatasetNotFoundError:
+            raise
+        except Exception as not_prepared:
             # tfds retries an unreachable server for minutes: probe it once, briefly, first
             reason = probe_network()
             if reason is not None:
@@ -195,8 +199,8 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
                     f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r} and cannot be "
                     f"downloaded: {reason}. Without internet access, use the offline 'digits' data, "
                     f"pass --data-dir with the prepared data, or your own images with --data path.npz "
-                    f"(or an image folder).")
-        ds = tfds.load(name, split=split, data_dir=data_dir, download=not prepared)
+                    f"(or an image folder).") from not_prepared
+            ds = tfds.load(name, split=split, data_dir=data_dir)
     except _Unreachable:
         raise
     except tfds.core.registered.DatasetNotFoundError as e:
@@ -277,11 +281,12 @@ def probe_network(address=None, timeout=3.0):
     return f"{host}:{port} did not answer within {timeout:g} s"
 
 
-def _tfds_prepared(tfds, name, data_dir):
-    """Whether `name` is already prepared in `data_dir` (no download needed); False if unknown."""
+def _quietly(fn):
+    """`fn()` with the absl logger (tfds' warnings about the folders it looks into) at ERROR."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
     try:
-        return bool(tfds.builder(name, data_dir=data_dir).is_prepared())
-    except tfds.core.registered.DatasetNotFoundError:
-        raise
-    except Exception:  # a builder that cannot even be made: let tfds.load say why
-        return False
+        return fn()
+    finally:
+        absl.setLevel(level)
