@@ -343,6 +343,8 @@ def test_load_tfds_download_failure_is_a_clear_runtime_error(monkeypatch):
         raise ConnectionError("Network is unreachable")
 
     monkeypatch.setattr(tfds, "load", failing_load)
+    # the server answered the probe (tfp_glow.data.external.probe_network), then the download failed
+    monkeypatch.setattr("tfp_glow.data.external.probe_network", lambda *a, **k: None)
     with pytest.raises(RuntimeError, match=r"could not load or download.*'mnist'.*Network is "
                                            r"unreachable.*digits.*--data path.npz") as info:
         D.load_tfds("mnist")

@@ -2,13 +2,13 @@
 
 ``load_npz`` and ``load_image_folder`` return numpy arrays ``uint8 [N, H, W, C]``; ``load_tfds``
 returns a ``tf.data.Dataset`` of single ``uint8`` images. Only ``load_tfds`` may download anything.
-Image files are decoded by TensorFlow (``tf.io.decode_image``, as Keras'
-``image_dataset_from_directory`` does), so no extra is needed for them; tensorflow_datasets is the
-``tfds`` extra, imported inside ``load_tfds`` only (slow to import, and most uses need none).
+PIL and tensorflow_datasets are imported inside the one function that needs each: they are slow
+to import, and most uses of ``tfp_glow.data`` need neither.
 """
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import socket
 import threading
@@ -18,11 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow.data.validation import _is_int, validate_images
-from tfp_glow.extras import require
 
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-# ITU-R BT.601 luma, the weights of PIL's "L" mode and of tf.image.rgb_to_grayscale.
-_LUMA = np.array([0.299, 0.587, 0.114])
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def load_npz(path: Union[str, os.PathLike], key: str = "x") -> np.ndarray:
@@ -89,17 +86,16 @@ def load_image_folder(
 ) -> np.ndarray:
     """Reads every image in a folder (sorted by file name) as ``uint8 [N, H, W, C]``.
 
-    Files with extension ``.png``, ``.jpg``, ``.jpeg``, ``.bmp`` or ``.gif`` (any case; a GIF's
-    first frame) directly inside ``path`` are decoded with ``tf.io.decode_image``, the decoder
-    of Keras' ``image_dataset_from_directory``; other files and sub-directories are ignored (a
-    folder's ``train``/``validation``/``test`` sub-folders are splits, see ``get_source``).
-    Images are converted to RGB (``C = 3``; alpha dropped), or with ``grayscale`` to one channel
-    ``round(0.299 R + 0.587 G + 0.114 B)`` (ITU-R BT.601 luma, as PIL's ``"L"`` mode).
+    Files with extension ``.png``, ``.jpg``, ``.jpeg`` or ``.bmp`` (any case)
+    directly inside ``path`` are read with PIL; other files and
+    sub-directories are ignored. Images are converted to RGB (``C = 3``), or
+    to 8-bit grayscale (``C = 1``, PIL's ``"L"`` mode) when ``grayscale`` is
+    true; alpha channels are dropped.
 
     Args:
       path: directory containing the images.
-      image_size: optional ``(H, W)``; when given every image is resized to it (bilinear,
-        antialiased when shrinking, ``tf.image.resize``). Otherwise all images must share one size.
+      image_size: optional ``(H, W)``; when given every image is resized to
+        it (bilinear). Otherwise all images must share one size.
       grayscale: read images as one-channel grayscale.
 
     Returns:
@@ -111,6 +107,8 @@ def load_image_folder(
         image cannot be decoded, sizes differ (without ``image_size``), or
         ``image_size`` is not a pair of positive ints.
     """
+    from PIL import Image  # imported lazily: only image folders need it
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image folder not found: {path!r}")
@@ -134,26 +132,29 @@ def load_image_folder(
         raise ValueError(
             f"no image files ({', '.join(_IMAGE_EXTENSIONS)}) found in folder {path!r}"
         )
+    mode = "L" if grayscale else "RGB"
     arrays = []
     first_size = None
     for f in files:
         full = os.path.join(path, f)
         try:
-            img = tf.io.decode_image(tf.io.read_file(full), channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-            raise ValueError(f"could not read image {full!r}: {e.message.splitlines()[0]}") from e
-        arr = img.numpy()
-        if image_size is not None and arr.shape[:2] != image_size:
-            arr = tf.image.resize(arr, image_size, method="bilinear", antialias=True).numpy()
-        if grayscale:
-            arr = (arr.astype(np.float64) @ _LUMA)[..., None]
-        arr = np.clip(np.floor(arr + 0.5), 0, 255).astype(np.uint8) if arr.dtype != np.uint8 else arr
+            with Image.open(full) as img:
+                img = img.convert(mode)
+                if image_size is not None:
+                    h, w = image_size
+                    if img.size != (w, h):
+                        img = img.resize((w, h), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (OSError, SyntaxError) as e:  # PIL raises these for bad files
+            raise ValueError(f"could not read image {full!r}: {e}") from e
+        if arr.ndim == 2:
+            arr = arr[..., None]
         if first_size is None:
             first_size = (arr.shape[0], arr.shape[1], files[0])
         elif arr.shape[:2] != first_size[:2]:
             raise ValueError(
-                f"all images must share one size (or pass image_size=(H, W); --image-size H W on "
-                f"the command line); {first_size[2]!r} is {first_size[0]}x{first_size[1]} (HxW) but "
+                f"all images must share one size (or pass image_size=(H, W)); "
+                f"{first_size[2]!r} is {first_size[0]}x{first_size[1]} (HxW) but "
                 f"{f!r} is {arr.shape[0]}x{arr.shape[1]}"
             )
         arrays.append(arr)
@@ -178,47 +179,48 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
       (a channel axis is added to rank-2 images).
 
     Raises:
-      MissingExtraError: tensorflow_datasets is not installed (the ``tfds`` extra).
       ValueError: ``name`` is not a TFDS dataset (see ``tfds.list_builders()``),
         or it has no integer ``image`` feature.
       RuntimeError: the dataset could not be loaded or downloaded (e.g. no
         internet); the original error is chained and quoted.
     """
-    tfds = require("tensorflow_datasets", "tfds", f"the TensorFlow Datasets source {name!r}")
+    import tensorflow_datasets as tfds  # imported lazily (slow import)
 
-    def unknown(e):
+    try:
+        try:  # data already prepared (or mocked): no download, no network
+            ds = _quietly(lambda: tfds.load(name, split=split, data_dir=data_dir, download=False))
+        except tfds.core.registered.DatasetNotFoundError:
+            raise
+        except Exception as not_prepared:
+            # tfds retries an unreachable server for minutes: probe it once, briefly, first
+            reason = probe_network()
+            if reason is not None:
+                raise _Unreachable(
+                    f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r} and cannot be "
+                    f"downloaded: {reason}. Without internet access, use the offline 'digits' data, "
+                    f"pass --data-dir with the prepared data, or your own images with --data path.npz "
+                    f"(or an image folder).") from not_prepared
+            ds = tfds.load(name, split=split, data_dir=data_dir)
+    except _Unreachable:
+        raise
+    except tfds.core.registered.DatasetNotFoundError as e:
         base = name.split("/")[0].split(":")[0]
         try:
             close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
         except Exception:  # pragma: no cover - suggestions are best effort
             close = []
         hint = f" Did you mean {close}?" if close else ""
-        return ValueError(f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the available "
-                          f"names.{hint}")
-
-    def failed(e, reason=""):
-        return RuntimeError(
-            f"could not load or download TFDS dataset {name!r} (split {split!r}, data_dir {data_dir!r}): "
-            f"{type(e).__name__}: {e}.{reason} Without internet access, use the offline 'digits' data, pass "
-            f"--data-dir with the prepared data, or your own images with --data path.npz (or an image folder).")
-
-    # Prepared (or mocked) data loads without the network; only a download needs it, and tfds
-    # retries an unreachable server for minutes, so the server is probed once, briefly, first.
-    try:
-        ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
-    except tfds.core.registered.DatasetNotFoundError as e:
-        raise unknown(e) from e
-    except Exception as first:
-        reason = probe_network()
-        if reason is not None:
-            raise _Unreachable(str(failed(first, f" The data is not prepared and cannot be downloaded: "
-                                                 f"{reason}."))) from first
-        try:
-            ds = tfds.load(name, split=split, data_dir=data_dir, download=True)
-        except tfds.core.registered.DatasetNotFoundError as e:
-            raise unknown(e) from e
-        except Exception as e:
-            raise failed(e) from e
+        raise ValueError(
+            f"unknown TFDS dataset {name!r}; see tfds.list_builders() for the "
+            f"available names.{hint}"
+        ) from e
+    except Exception as e:
+        raise RuntimeError(
+            f"could not load or download TFDS dataset {name!r} (split {split!r}, "
+            f"data_dir {data_dir!r}): {type(e).__name__}: {e}. Without internet "
+            "access, use the offline 'digits' data or pass your own images with "
+            "--data path.npz (or an image folder)."
+        ) from e
 
     spec = ds.element_spec
     if not isinstance(spec, dict) or "image" not in spec:
@@ -278,3 +280,13 @@ def probe_network(address=None, timeout=3.0):
         return f"{host}:{port} is unreachable ({result['error']})"
     return f"{host}:{port} did not answer within {timeout:g} s"
 
+
+def _quietly(fn):
+    """`fn()` with the absl logger (tfds' warnings about the folders it looks into) at ERROR."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return fn()
+    finally:
+        absl.setLevel(level)
