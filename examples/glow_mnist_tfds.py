@@ -4,8 +4,9 @@
     python examples/glow_mnist_tfds.py --data-dir ~/tensorflow_datasets --epochs 10
 
 NEEDS THE INTERNET on first use (or MNIST already prepared in --data-dir): `tfds.load("mnist")`
-downloads the data. Without it, the script says so and exits cleanly (exit code 0); the
-offline examples (`glow_digits.py`, `nice_realnvp_digits.py`, `realnvp_toy_2d.py`) need nothing.
+downloads the data, and the `tfds` extra (`pip install "tfp_glow[tfds]"`). Without the network,
+the script says so and exits cleanly (exit code 0); the offline examples (`glow_digits.py`,
+`nice_realnvp_digits.py`, `realnvp_toy_2d.py`) need nothing.
 
 Model: Glow with L = 2 levels (28 = 4 x 7, so two squeezes) of K = 8 steps with 256-channel
 coupling nets, 8-bit pixels. On 2 CPU cores the default (3 epochs of 300 steps of 64 images)
@@ -38,7 +39,9 @@ def _no_data(reason):
 
 def check_download_possible(data_dir):
     """Fail fast without a network: tfds retries a failing download for minutes."""
-    import tensorflow_datasets as tfds
+    from tfp_glow.extras import require
+
+    tfds = require("tensorflow_datasets", "tfds", "examples/glow_mnist_tfds.py")  # names the extra if missing
 
     try:
         if tfds.builder("mnist", data_dir=data_dir).is_prepared():

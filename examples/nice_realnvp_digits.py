@@ -57,7 +57,8 @@ def train_and_report(name, args, splits):
     for temperature in (0.7, 1.0):
         images = model.sample_images(64, temperature, seed=args.seed)
         assert np.all(np.isfinite(model.sample(64, temperature, seed=args.seed).numpy()))
-        paths.append(plots.save_image_grid(os.path.join(args.out, f"{name}_samples_t{temperature:g}.png"), images))
+        paths.append(plots.save_image_grid(os.path.join(args.out, f"{name}_samples_t{temperature:g}.png"), images,
+                                           title=plots.sample_title(temperature, what=f"{name} samples")))
     return {"name": name, "params": count_parameters(model.distribution), "seconds": seconds, "epochs": epochs,
             "lr": lr,
             "test_bpd": float(result["bits_per_dim"]), "paths": paths}

@@ -186,6 +186,18 @@ def test_export_writes_saved_model(tmp_path, digits_run):
     _expect_error(["export", digits_run[0], str(tmp_path / "s2"), "--signatures", "nope"], r"nope")
 
 
+def test_export_versioned_layout_for_tf_serving(tmp_path, digits_run):
+    base = str(tmp_path / "served")
+    for version, expected in (("3", "3"), ("next", "4")):
+        rc, out, err = _run(["export", digits_run[0], base, "--signatures", "log_prob", "--version", version])
+        assert rc == 0, out + err
+        assert os.path.isfile(os.path.join(base, expected, "saved_model.pb"))
+        assert os.path.join(base, expected) in out
+    _expect_error(["export", digits_run[0], base, "--version", "3"], r"never overwritten")
+    _expect_error(["export", digits_run[0], base, "--version", "x"], r"--version must be an int >= 1 or 'next'")
+    _expect_error(["export", digits_run[0], base, "--version", "0"], r"version must be an int >= 1")
+
+
 def test_bench_is_delegated(capsys):
     pytest.importorskip("tfp_glow.bench")
     with pytest.raises(SystemExit) as info:

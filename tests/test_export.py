@@ -5,6 +5,7 @@ process, in which `tfp_glow`, TensorFlow Probability and Keras cannot be importe
 SavedModels with `tf.saved_model.load` and calls every signature on two batch sizes (and with
 bad inputs). `saved_model_cli show`/`run` run concurrently with it.
 """
+import base64
 import json
 import os
 import shutil
@@ -23,6 +24,27 @@ from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
 GLOW = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
+# a TF Serving REST body in the row format: one object per example
+SAMPLE_ROWS = [{"temperature": 0.7, "seed": 5}, {"temperature": 1.0, "seed": 5}, {"temperature": 0.0, "seed": 9}]
+
+
+def rest_rows(instances):
+    """The tensors TF Serving builds from a REST `{"instances": [...]}` body (row format).
+
+    Each named input is the stack of its per-instance values, batch first; `{"b64": s}` values
+    are base64-decoded into bytes (TF Serving does this for inputs named `*_bytes`). Every
+    input must have the same batch size, which is what a signature needs to take rows.
+    """
+    import json as json_lib
+    instances = json_lib.loads(json_lib.dumps({"instances": instances}))["instances"]  # a JSON round trip
+    out = {}
+    for key in instances[0]:
+        values = [row[key] for row in instances]
+        if isinstance(values[0], dict) and "b64" in values[0]:
+            out[key] = np.array([base64.b64decode(v["b64"]) for v in values])
+        else:
+            out[key] = np.array(values, dtype=np.float32 if isinstance(values[0], float) else np.int32)
+    return out
 VECTOR = FlowConfig("realnvp", (2,), dict(hidden=(16,)))
 BATCHES = (3, 7)
 SEEDS = (5, 11)
@@ -167,8 +189,24 @@ def setup(tmp_path_factory):
     for n in BATCHES:
         for seed in SEEDS:
             for name in ("glow", "vector"):
-                job.add(f"{name}_sample_{n}_{seed}", name, "sample", n=np.int32(n),
+                job.add(f"{name}_sample_{n}_{seed}", name, "sample_n", n=np.int32(n),
                         temperature=np.float32(0.7), seed=np.int32(seed))
+    # batched sample: one sample per row (TF Serving's row format), as a REST body would give it
+    for name in ("glow", "vector"):
+        job.add(f"{name}_sample_rows", name, "sample", **rest_rows(SAMPLE_ROWS))
+    # encoded images (the b64 convention), PNG of the test digits and one 8x8 RGB JPEG
+    pngs = np.array([tf.io.encode_png(im).numpy() for im in test_images[:max(BATCHES)]])
+    for b in BATCHES:
+        job.add(f"glow_log_prob_image_{b}", "glow", "log_prob_image", image_bytes=pngs[:b])
+        job.add(f"glow_encode_image_{b}", "glow", "encode_image", image_bytes=pngs[:b])
+    rows = rest_rows([{"image_bytes": {"b64": base64.b64encode(p).decode()}} for p in pngs[:2]])
+    job.add("glow_log_prob_image_rest", "glow", "log_prob_image", **rows)
+    rgb = np.repeat(test_images[:1], 3, axis=-1)[0]
+    job.add("glow_log_prob_image_rgb_jpeg", "glow", "log_prob_image",
+            image_bytes=np.array([tf.io.encode_jpeg(rgb).numpy(), pngs[1]]))
+    job.add("bad_image_size", "glow", "log_prob_image",
+            image_bytes=np.array([pngs[0], tf.io.encode_png(np.zeros((16, 16, 1), np.uint8)).numpy()]))
+    job.add("bad_sample_lengths", "glow", "sample", temperature=np.float32([0.5, 1.0]), seed=np.int32([1]))
     # bad inputs
     job.add("bad_shape_sig", "glow", "log_prob", x=np.zeros((2, 16, 16, 1), np.uint8))
     job.add("bad_rank_sig", "glow", "encode", x=np.zeros((2, 8, 8), np.uint8))
@@ -177,10 +215,12 @@ def setup(tmp_path_factory):
     job.add("bad_dtype_fn", "glow", "log_prob", via="function", x=np.zeros((2, 8, 8, 1), np.float32))
     job.add("bad_latent_sig", "glow", "decode", z=np.zeros((2, 4, 4, 4), np.float32))
     job.add("bad_vector_sig", "vector", "log_prob", x=np.zeros((2, 3), np.float32))
-    job.add("bad_n_sig", "glow", "sample", n=np.int32(-1), temperature=np.float32(1.0), seed=np.int32(0))
+    job.add("bad_n_sig", "glow", "sample_n", n=np.int32(-1), temperature=np.float32(1.0), seed=np.int32(0))
     job.write()
     cli_input = str(root / "x.npy")
     np.save(cli_input, test_images[:2])
+    cli_images = str(root / "images.npy")
+    np.save(cli_images, pngs[:2])  # a string array: saved_model_cli feeds it to image_bytes
 
     # Everything below runs concurrently: one child per process, a clean cwd and environment.
     cwd = str(root)
@@ -193,6 +233,15 @@ def setup(tmp_path_factory):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
         "run": subprocess.Popen(_saved_model_cli() + run + [f"x={cli_input}"], cwd=cwd, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        # rows: a batch of temperatures and seeds, and a batch of encoded images
+        "run_sample": subprocess.Popen(
+            _saved_model_cli() + ["run", "--dir", glow_dir, "--tag_set", "serve", "--signature_def", "sample",
+                                  "--input_exprs", "temperature=[0.7,1.0,0.0];seed=[5,5,9]"],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        "run_image": subprocess.Popen(
+            _saved_model_cli() + ["run", "--dir", glow_dir, "--tag_set", "serve", "--signature_def",
+                                  "log_prob_image", "--inputs", f"image_bytes={cli_images}"],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
     outputs = {}
     for name, proc in procs.items():
@@ -221,8 +270,10 @@ def test_child_loaded_without_tfp_glow_tfp_or_keras(setup):
 def test_signatures_and_metadata(setup):
     report = setup["job"].report
     assert report["glow:signatures"] == sorted(
-        ["log_prob", "log_prob_float", "sample", "encode", "decode", "serving_default"])
-    assert report["vector:signatures"] == sorted(["log_prob", "sample", "encode", "decode", "serving_default"])
+        ["log_prob", "log_prob_float", "log_prob_image", "sample", "sample_n", "encode", "encode_image", "decode",
+         "serving_default"])
+    assert report["vector:signatures"] == sorted(
+        ["log_prob", "sample", "sample_n", "encode", "decode", "serving_default"])
     config = report["glow:config"]
     assert config["config"] == GLOW.to_dict() and config["n_bits"] == 5
     assert config["event_shape"] == [8, 8, 1] and config["latent_shape"] == list(setup["glow"].latent_shape)
@@ -335,7 +386,8 @@ def test_wrong_shape_or_dtype_names_the_expected_signature(setup):
 def test_saved_model_cli_show_lists_the_signatures(setup):
     code, out, err = setup["cli"]["show"]
     assert code == 0, err[-3000:]
-    for name in ("log_prob", "log_prob_float", "sample", "encode", "decode", "serving_default"):
+    for name in ("log_prob", "log_prob_float", "log_prob_image", "sample", "sample_n", "encode", "encode_image",
+                 "decode", "serving_default"):
         assert f"signature_def['{name}']" in out
     assert "shape: (-1, 8, 8, 1)" in out and "dtype: DT_UINT8" in out
 
@@ -375,3 +427,73 @@ def test_export_argument_errors(setup, tmp_path):
     fresh = FlowModel(GLOW, n_bits=5)
     with pytest.raises(ValueError, match="uninitialised"):
         export.export_saved_model(fresh, str(tmp_path / "d"))
+
+
+def _cli_values(out, key):
+    text = out.split(f"Result for output key {key}:")[1].split("Result for")[0]
+    return np.array(text.replace("[", " ").replace("]", " ").split(), dtype=np.float32)
+
+
+def test_sample_takes_rows(setup):
+    job = setup["job"]
+    for name in ("glow", "vector"):
+        model = setup[name]
+        got = job.result(f"{name}_sample_rows")
+        assert got["x"].shape == (len(SAMPLE_ROWS), *model.event_shape)
+        for i, row in enumerate(SAMPLE_ROWS):
+            # row i is sample_n(1, T_i, seed_i), computed on the live model
+            live = export.sample_stateless(model, 1, row["temperature"], row["seed"])
+            _rel_close(got["x"][i], live["x"].numpy()[0], atol=1e-4)
+            if name == "glow":
+                np.testing.assert_array_equal(got["images"][i], live["images"].numpy()[0])
+        # and it is FlowModel.sample's draw: rows 0 and 1 share a seed, so one latent at two temperatures
+        _rel_close(got["x"][:2], model.sample(1, [0.7, 1.0], seed=5).numpy()[0], atol=1e-4)
+    _rel_close(job.result("glow_sample_rows")["x"][2], setup["glow"].decode(tf.zeros([1, 8, 8, 1])).numpy()[0],
+               atol=1e-5)
+    assert "expects temperature [batch] and seed [batch] of one length" in job.error("bad_sample_lengths")
+
+
+@pytest.mark.parametrize("b", BATCHES)
+def test_image_bytes_signatures_equal_the_uint8_ones(setup, b):
+    job = setup["job"]
+    want = job.result(f"glow_log_prob_{b}")
+    got = job.result(f"glow_log_prob_image_{b}")
+    for key in ("log_prob", "nll", "bits_per_dim"):
+        _rel_close(got[key], want[key])
+    _rel_close(job.result(f"glow_encode_image_{b}")["z"], setup["glow"].encode(setup["images"][:b]).numpy(), atol=1e-4)
+
+
+def test_image_bytes_from_a_rest_body_and_other_formats(setup):
+    job = setup["job"]
+    rest = job.result("glow_log_prob_image_rest")  # {"image_bytes": {"b64": ...}} rows
+    _rel_close(rest["log_prob"], job.result("glow_log_prob_3")["log_prob"][:2])
+    mixed = job.result("glow_log_prob_image_rgb_jpeg")  # an RGB JPEG (converted to grey) and a PNG
+    assert np.all(np.isfinite(mixed["log_prob"]))
+    _rel_close(mixed["log_prob"][1], job.result("glow_log_prob_3")["log_prob"][1])
+    err = job.error("bad_image_size")
+    assert "signature log_prob_image: expects image_bytes: encoded PNG/JPEG/GIF/BMP images of 8x8 pixels" in err
+    assert "[16 16 1]" in err
+
+
+def test_saved_model_cli_runs_rows(setup):
+    code, out, err = setup["cli"]["run_sample"]
+    assert code == 0, err[-3000:]
+    x = _cli_values(out, "x").reshape(3, 8, 8, 1)
+    _rel_close(x, setup["job"].result("glow_sample_rows")["x"], atol=1e-4)
+    code, out, err = setup["cli"]["run_image"]
+    assert code == 0, err[-3000:]
+    _rel_close(_cli_values(out, "log_prob"), setup["glow"](setup["images"][:2]).numpy())
+
+
+def test_versioned_export_for_tf_serving(setup, tmp_path):
+    base = tmp_path / "served"
+    first = export.export_saved_model(setup["vector"], base, signatures=["log_prob"], version=1)
+    assert first == str(base / "1") and os.path.isfile(base / "1" / "saved_model.pb")
+    second = export.export_saved_model(setup["vector"], base, signatures=["log_prob"], version="next")
+    assert second == str(base / "2") and os.path.isfile(base / "2" / "saved_model.pb")
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        export.export_saved_model(setup["vector"], base, signatures=["log_prob"], version=2)
+    for bad in (0, -1, "2", 1.5, True):
+        with pytest.raises(ValueError, match="version must be an int >= 1 or 'next'"):
+            export.export_saved_model(setup["vector"], base, signatures=["log_prob"], version=bad)
+    assert sorted(os.listdir(base)) == ["1", "2"]

@@ -170,6 +170,9 @@ def test_core_works_without_any_optional_package_and_names_the_missing_extras(tm
             main(["train", "--data", "mnist", "--run-dir", {str(tmp_path / "run")!r}, "--epochs", "1"])
         except SystemExit as e:
             print("EXIT", e.code)
+        rc = main(["train", "--data", "moons", "--epochs", "1", "--steps-per-epoch", "2", "--steps", "2",
+                   "--hidden", "8", "--no-xla", "--run-dir", {str(tmp_path / "moons")!r}])
+        print("MOONS", rc)
     """, blocked=OPTIONAL)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "core ok (64, 8, 8, 1)" in done.stdout
@@ -182,6 +185,15 @@ def test_core_works_without_any_optional_package_and_names_the_missing_extras(tm
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and 'pip install "tfp_glow[tfds]"' in errors[0], done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+    # Training without matplotlib and tensorboard: the run is written, the figures and logs are
+    # skipped with one note each.
+    assert "MOONS 0" in done.stdout
+    assert 'density figures and curves.png skipped: matplotlib is not installed (pip install "tfp_glow[plots]")' \
+        in done.stdout
+    assert 'TensorBoard logs skipped: the tensorboard package is not installed' in done.stdout
+    written = set(os.listdir(tmp_path / "moons"))
+    assert {"config.json", "metrics.csv", "model.weights.h5"} <= written, written
+    assert not {"density.png", "curves.png", "samples_epoch001.png", "logs"} & written, written
 
 
 def test_photos32_names_its_extra_when_only_pillow_is_missing():

@@ -261,3 +261,48 @@ def test_load_run_returns_a_compiled_model_that_evaluates(tmp_path, moons):
     want = model.evaluate(moons, batch_size=64, return_dict=True, verbose=0)
     assert got["bits_per_dim"] == pytest.approx(want["bits_per_dim"], rel=1e-6)
     assert not runs.load_run(run_dir, compile=False).compiled
+
+
+MIRRORED_CHILD = r'''
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+from tfp_glow import data, models, training
+x = data.toy_2d("moons", seed=0)[:64].astype(np.float32)
+w = np.zeros(64, np.float32); w[:8] = 1.0; w[8:32] = 0.5   # all the weight in replica 0's half
+cfg = models.FlowConfig("realnvp", (2,), dict(hidden=(8,)))
+out = {}
+for name, strategy in (("single", tf.distribute.get_strategy()),
+                       ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        m = training.FlowModel(cfg, n_bits=None)
+        m.initialize(x)
+        m.compile(optimizer=keras.optimizers.SGD(0.1), warmup_steps=0, clip_norm=None, jit_compile=False)
+    h = m.fit(x, sample_weight=w, batch_size=64, epochs=1, verbose=0, shuffle=False)
+    out[name] = {"loss": h.history["loss"][0], "weights": [v.tolist() for v in m.get_weights()],
+                 "eval": m.evaluate(x, sample_weight=w, batch_size=64, return_dict=True, verbose=0)["bits_per_dim"]}
+print(json.dumps(out))
+'''
+
+
+def test_sample_weight_under_two_replicas_is_the_global_weighted_mean():
+    # uneven weights across the two replicas' halves of the batch: the update and the logged loss
+    # must be those of the one-device step
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_CHILD], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": root})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    single, mirrored = out["single"], out["mirrored"]
+    assert mirrored["loss"] == pytest.approx(single["loss"], rel=1e-6)
+    assert mirrored["eval"] == pytest.approx(single["eval"], rel=1e-6)
+    for a, b in zip(single["weights"], mirrored["weights"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -12,16 +12,26 @@ size for vector models, `L...` the latent shape):
 |---|---|---|
 | `log_prob` (also `serving_default`) | `x`: uint8 `[N, H, W, C]` 8-bit levels, or float32 `[N, D]` | `log_prob`, `nll`, `bits_per_dim`: float32 `[N]` |
 | `log_prob_float` (images) | `x`: float32 `[N, H, W, C]`, dequantized, in `[-0.5, 0.5)` | as `log_prob` |
-| `sample` | `n`: int32 `[]`, `temperature`: float32 `[]`, `seed`: int32 `[]` | `images`: uint8 `[n, H, W, C]` and `x`: float32 `[n, H, W, C]` (images), or `x`: float32 `[n, D]` |
+| `log_prob_image` (images) | `image_bytes`: string `[N]`, encoded PNG/JPEG/GIF/BMP of `H x W` pixels | as `log_prob` |
+| `sample` | `temperature`: float32 `[N]`, `seed`: int32 `[N]`: one sample per row | `images`: uint8 `[N, H, W, C]` and `x`: float32 `[N, H, W, C]` (images), or `x`: float32 `[N, D]` |
+| `sample_n` | `n`: int32 `[]`, `temperature`: float32 `[]`, `seed`: int32 `[]` | as `sample`, `n` rows |
 | `encode` | `x` as for `log_prob` | `z`: float32 `[N, L...]` |
+| `encode_image` (images) | `image_bytes` as for `log_prob_image` | `z`: float32 `[N, L...]` |
 | `decode` | `z`: float32 `[N, L...]` | `x`: float32 (data space, `[-0.5, 0.5)` for images) and, for images, `images`: uint8 |
+
+Every signature but `sample_n` takes a batch on axis 0 of every input, so TF Serving's REST
+row format (`{"instances": [...]}`, one object per example) and its server-side batching can
+call it; `*_image` inputs are named `image_bytes` so that REST clients send them as
+`{"b64": "<base64 PNG>"}`. Row `i` of `sample` is `sample_n(1, temperature[i], seed[i])`.
+`export_saved_model(..., version=N)` (`tfp-glow export --version N`) writes TF Serving's
+layout `PATH/N/`.
 
 Image signatures reduce 8-bit input to the model's `n_bits` and dequantize it with the fixed
 noise pattern of the model's evaluation (`FlowModel.eval_noise`, as
 `FlowModel.predict_step`/`test_step`/`call`), so they give the live model's numbers.
-`sample` draws the latent with `tf.random.stateless_normal(seed=[seed, 0])` times
-`temperature`: the same seed gives the same images, here and in `sample_stateless` on the live
-model.
+`sample_n` draws the latent with `tf.random.stateless_normal(seed=[seed, 0])` times
+`temperature`: the same seed gives the same images, here, in `sample_stateless` and in
+`FlowModel.sample` on the live model.
 
 A wrong input shape fails with an `InvalidArgumentError` naming the signature and its
 expected input (`signature log_prob: expects x: uint8 [batch, 8, 8, 1] ...`). A wrong dtype
@@ -37,11 +47,12 @@ import tensorflow as tf
 
 from tfp_glow import data as data_lib
 
-__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names",
+__all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names", "versioned_path",
            "CONDITIONAL_SIGNATURES", "conditional_serving_functions", "export_conditional_saved_model"]
 
-_IMAGE_SIGNATURES = ("log_prob", "log_prob_float", "sample", "encode", "decode")
-_VECTOR_SIGNATURES = ("log_prob", "sample", "encode", "decode")
+_IMAGE_SIGNATURES = ("log_prob", "log_prob_float", "log_prob_image", "sample", "sample_n", "encode",
+                     "encode_image", "decode")
+_VECTOR_SIGNATURES = ("log_prob", "sample", "sample_n", "encode", "decode")
 
 _CACHE = weakref.WeakKeyDictionary()  # model -> dict of tf.functions
 
@@ -121,8 +132,19 @@ def _build_functions(model):
         return ref().preprocess(x, fixed_noise=True)
 
     def scores(x_pre):
-        log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
-        return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+        def full():
+            log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
+            return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+        empty = tf.zeros([0], tf.float32)
+        return _unless_empty(x_pre, full, {"log_prob": empty, "nll": empty, "bits_per_dim": empty})
+
+    def forward(z):
+        return _unless_empty(z, lambda: tf.cast(ref().distribution.bijector.forward(z), tf.float32),
+                             tf.zeros([0, *event_shape], tf.float32))
+
+    def inverse(x_pre):
+        return _unless_empty(x_pre, lambda: tf.cast(ref().distribution.bijector.inverse(x_pre), tf.float32),
+                             tf.zeros([0, *latent_shape], tf.float32))
 
     def data_outputs(x):
         out = {"x": tf.cast(x, tf.float32)}
@@ -161,38 +183,102 @@ def _build_functions(model):
             shape = tf.concat([tf.reshape(n, [1]), tf.constant(latent_shape, tf.int32)], axis=0)
             z = tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32) * temperature
         z.set_shape([None, *latent_shape])
-        x = ref().distribution.bijector.forward(z)
-        return data_outputs(x)
+        return data_outputs(forward(z))
     fns["_sample"] = _sample
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n"),
                                   tf.TensorSpec([], tf.float32, name="temperature"),
                                   tf.TensorSpec([], tf.int32, name="seed")], autograph=False)
-    def sample(n, temperature, seed):
+    def sample_n(n, temperature, seed):
         return _sample(n, temperature, tf.stack([seed, tf.zeros([], tf.int32)]))
+    fns["sample_n"] = sample_n
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="temperature"),
+                                  tf.TensorSpec([None], tf.int32, name="seed")], autograph=False)
+    def sample(temperature, seed):
+        # One sample per row, so TF Serving's row format and its request batching can call it:
+        # row i decodes temperature[i] * stateless_normal(latent_shape, seed=[seed[i], 0]),
+        # which is sample_n(1, temperature[i], seed[i]).
+        checks = [
+            tf.debugging.Assert(tf.equal(tf.size(temperature), tf.size(seed)), [
+                "tfp_glow SavedModel, signature sample: expects temperature [batch] and seed [batch] of one "
+                "length; received lengths", tf.size(temperature), tf.size(seed)]),
+            tf.debugging.Assert(tf.reduce_all(temperature >= 0.0), [
+                "tfp_glow SavedModel, signature sample: expects temperature >= 0; received", temperature]),
+        ]
+        with tf.control_dependencies(checks):
+            eps = tf.map_fn(
+                lambda s: tf.random.stateless_normal(latent_shape, seed=tf.stack([s, tf.zeros([], tf.int32)])),
+                seed, fn_output_signature=tf.TensorSpec(latent_shape, tf.float32))
+        z = eps * tf.reshape(temperature, [-1] + [1] * len(latent_shape))
+        return data_outputs(ref().distribution.bijector.forward(z))
     fns["sample"] = sample
 
     @tf.function(input_signature=[x_spec], autograph=False)
     def encode(x):
         x = _check_input(x, "encode", "x", event_shape, x_note)
-        return {"z": ref().distribution.bijector.inverse(preprocess(x))}
+        return {"z": inverse(preprocess(x))}
     fns["encode"] = encode
+
+    if is_image:
+        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+        def decode_images(image_bytes, signature):
+            # TF Serving's REST API base64-decodes inputs named *_bytes ({"b64": ...}); every
+            # image must have the model's H x W (channels are converted, e.g. RGB -> grey).
+            h, w, c = event_shape
+            msg = (f"tfp_glow SavedModel, signature {signature}: expects image_bytes: encoded PNG/JPEG/GIF/BMP "
+                   f"images of {h}x{w} pixels; received an image of shape")
+
+            def one(b):
+                image = tf.io.decode_image(b, channels=c, dtype=tf.uint8, expand_animations=False)
+                shape = tf.shape(image)
+                ok = tf.reduce_all(tf.equal(shape[:2], tf.constant([h, w], tf.int32)))
+                # a wrong size decodes to zeros here and fails the assertion below; no other op
+                # can fail first with a message that does not say what was expected
+                fixed = tf.cond(ok, lambda: tf.reshape(image, [h, w, c]), lambda: tf.zeros([h, w, c], tf.uint8))
+                return fixed, shape
+
+            images, shapes = tf.map_fn(one, image_bytes, fn_output_signature=(
+                tf.TensorSpec([h, w, c], tf.uint8), tf.TensorSpec([3], tf.int32)))
+            ok = tf.reduce_all(tf.equal(shapes[:, :2], tf.constant([[h, w]], tf.int32)), axis=1)
+            first_bad = tf.gather(shapes, tf.argmin(tf.cast(ok, tf.int32)))
+            check = tf.debugging.Assert(tf.reduce_all(ok), [msg, first_bad], summarize=8)
+            with tf.control_dependencies([check]):
+                return tf.identity(images)
+
+        @tf.function(input_signature=[bytes_spec], autograph=False)
+        def log_prob_image(image_bytes):
+            return scores(preprocess(decode_images(image_bytes, "log_prob_image")))
+        fns["log_prob_image"] = log_prob_image
+
+        @tf.function(input_signature=[bytes_spec], autograph=False)
+        def encode_image(image_bytes):
+            return {"z": ref().distribution.bijector.inverse(preprocess(decode_images(image_bytes, "encode_image")))}
+        fns["encode_image"] = encode_image
 
     @tf.function(input_signature=[z_spec], autograph=False)
     def decode(z):
         z = _check_input(z, "decode", "z", latent_shape, " (latent)")
-        return data_outputs(ref().distribution.bijector.forward(z))
+        return data_outputs(forward(z))
     fns["decode"] = decode
 
     return fns
 
 
-def sample_stateless(model, n, temperature=1.0, seed=0):
-    """Deterministic samples from the live model, the same as the SavedModel's `sample`.
+def _unless_empty(x, fn, empty):
+    """`fn()`, or `empty` when the batch `x` is empty: convolutions reject a batch of 0
+    ("input depth must be evenly divisible by filter depth"), so `n = 0` and empty inputs give
+    empty results instead."""
+    return tf.cond(tf.shape(x)[0] > 0, fn, lambda: empty)
 
-    `FlowModel.sample` draws through TFP with an int seed, which is not stateless; this draws
-    `z = temperature * stateless_normal([n, *latent_shape], seed=[seed, 0])` and decodes it,
-    running the very graph that `export_saved_model` saves.
+
+def sample_stateless(model, n, temperature=1.0, seed=0):
+    """Deterministic samples from the live model, the same as the SavedModel's `sample_n`.
+
+    Draws `z = temperature * stateless_normal([n, *latent_shape], seed=[seed, 0])` and decodes
+    it, running the very graph that `export_saved_model` saves (`FlowModel.sample` draws the
+    same latent).
 
     Args:
       model: a `FlowModel`.
@@ -231,7 +317,28 @@ def _check_variables(model):
             f"so the SavedModel would not hold them: {missing[:10]}.")
 
 
-def export_saved_model(model, path, signatures=None, serving_default="log_prob"):
+def versioned_path(path, version):
+    """`path/<version>`, TF Serving's layout (`--model_base_path=path` serves the highest).
+
+    Args:
+      path: the model's base directory.
+      version: an int >= 1, or `"next"`: one more than the highest numbered version already
+        in `path` (1 in an empty or new directory).
+
+    Raises:
+      ValueError: a bad version.
+    """
+    path = os.fspath(path)
+    if version == "next":
+        existing = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
+        return os.path.join(path, str(max(existing, default=0) + 1))
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be an int >= 1 or 'next' (TF Serving's numbered version "
+                         f"directories); received {version!r}.")
+    return os.path.join(path, str(version))
+
+
+def export_saved_model(model, path, signatures=None, serving_default="log_prob", version=None):
     """Write `model` as a SavedModel with named serving signatures.
 
     See the module docstring for the signatures. The model must be initialised (trained, or
@@ -244,13 +351,17 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
       signatures: names to export, a subset of `signature_names(model)`; default all.
       serving_default: signature also exported as `serving_default` (what TF Serving calls
         when a request names none), or `None`.
+      version: `None` writes the SavedModel into `path`; an int (or `"next"`) writes it into
+        `path/<version>/`, the layout TF Serving loads (`--model_base_path=path`). An existing
+        version is never overwritten.
 
     Returns:
-      The path, as a string.
+      The directory written, as a string.
 
     Raises:
       ValueError: unknown signature names, an uninitialised model, a model with variational
-        dequantization, or weights the distribution does not hold.
+        dequantization, weights the distribution does not hold, or a bad `version`.
+      FileExistsError: `path/<version>` exists.
     """
     available = signature_names(model)
     names = tuple(available if signatures is None else
@@ -269,6 +380,11 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob")
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
                          "(its actnorm layers still hold their zero initial values).")
     _check_variables(model)
+    if version is not None:
+        path = versioned_path(path, version)
+        if os.path.exists(path):
+            raise FileExistsError(f"{path!r} already exists: TF Serving versions are never overwritten; export "
+                                  f"a higher version (or version='next').")
 
     fns = serving_functions(model)
     info = {

@@ -400,7 +400,7 @@ def _quarantine(path):
     return renamed
 
 
-def find_intact_checkpoint(checkpoint_dir, report=None):
+def find_intact_checkpoint(checkpoint_dir, report=None, quarantine=True):
     """The newest checkpoint in `checkpoint_dir` that reads in full, or None.
 
     Each corrupt one on the way is renamed `*.corrupt` and reported, and the `checkpoint`
@@ -410,6 +410,8 @@ def find_intact_checkpoint(checkpoint_dir, report=None):
     Args:
       checkpoint_dir: a `FlowCheckpoint` directory.
       report: `callable(str)` for the messages (default: `CorruptCheckpointWarning`).
+      quarantine: rename corrupt checkpoints (else only skip them: for a reader while the
+        run's writer may be saving).
     """
     report = report or (lambda m: warnings.warn(m, CorruptCheckpointWarning, stacklevel=3))
     candidates = checkpoint_candidates(checkpoint_dir)
@@ -420,6 +422,9 @@ def find_intact_checkpoint(checkpoint_dir, report=None):
         if reason is None:
             found = path
             break
+        if not quarantine:
+            report(f"note: checkpoint {path} is unreadable ({reason}); skipped; trying an older one")
+            continue
         corrupt = True
         try:
             _quarantine(path)
@@ -442,7 +447,7 @@ def find_intact_checkpoint(checkpoint_dir, report=None):
     return found
 
 
-def restore_newest_intact(run_dir, model, restore=None, report=None, allow_weights=True):
+def restore_newest_intact(run_dir, model, restore=None, report=None, allow_weights=True, quarantine=None):
     """Restores the newest intact state of a run into `model`; returns `(path, epoch)`.
 
     Tries the checkpoints newest first (`find_intact_checkpoint`), then `model.weights.h5`.
@@ -456,13 +461,19 @@ def restore_newest_intact(run_dir, model, restore=None, report=None, allow_weigh
         for corrupt files, nothing else).
       allow_weights: fall back to `model.weights.h5` (its epoch is config.json's
         `weights_epoch`, or None).
+      quarantine: rename corrupt checkpoints `*.corrupt`; default: unless another process
+        holds the run's `RunLock` (a checkpoint it is writing may look unreadable). The
+        writer itself passes True.
 
     Raises:
       RunError: nothing intact to load, or a file that does not fit the model.
     """
     run_dir = os.fspath(run_dir)
     paths = run_paths(run_dir)
-    latest = find_intact_checkpoint(paths["checkpoints"], report=report)
+    # a checkpoint being written looks unreadable: only rename when no writer holds the run
+    if quarantine is None:
+        quarantine = not RunLock.busy(run_dir)
+    latest = find_intact_checkpoint(paths["checkpoints"], report=report, quarantine=quarantine)
     if latest is not None:
         try:
             if restore is not None:
@@ -575,6 +586,24 @@ class RunLock:
             finally:
                 os.close(self._fd)
                 self._fd = None
+
+    @staticmethod
+    def busy(run_dir):
+        """Whether another process holds the lock of `run_dir` now (a `tfp-glow train` writing it)."""
+        path = os.path.join(os.fspath(run_dir), LOCK)
+        if fcntl is None or not os.path.exists(path):
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # (closing drops the probe's lock)
+        return False
 
     @property
     def held(self):

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
+from tfp_glow.extras import require
 
 __all__ = ["SCORES", "as_model_images", "auroc", "bits_per_dim", "complexity_corrected", "png_bits_per_dim",
            "score_table", "typicality_scores", "typicality_test", "write_csv", "plot_histograms"]
@@ -166,8 +167,8 @@ def write_csv(path, tables):
 
 def plot_histograms(path, tables, title=""):
     """A PNG with one histogram panel per score, one colour per set."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "plots", "the score histograms").Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "plots", "the score histograms").FigureCanvasAgg
 
     fig = Figure(figsize=(4.2 * len(SCORES), 3.6), dpi=100)
     for k, score in enumerate(SCORES):

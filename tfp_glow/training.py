@@ -92,6 +92,29 @@ def _placeholder_targets(x, y, sample_weight):
     return np.zeros([len(features)], np.float32)
 
 
+def _weights_across_replicas(sample_weight):
+    """True for a weighted step under several replicas (see `_global_weighted_means`)."""
+    ctx = tf.distribute.get_replica_context()
+    return sample_weight is not None and ctx is not None and ctx.num_replicas_in_sync > 1
+
+
+def _global_weighted_means(sample_weight, *values):
+    """Under several replicas with `sample_weight`: the global weighted means of `values`
+    (`[N]` each) and the global weight, identical on every replica; else `None`.
+
+    `fit` logs a metric as the mean of the replicas' step results, which is the global mean
+    only when every replica holds the same weight; with uneven sample weights each replica
+    logs the global figure instead (one all-reduce a value, only on this path).
+    """
+    if not _weights_across_replicas(sample_weight):
+        return None
+    ctx = tf.distribute.get_replica_context()
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(sample_weight))
+    means = [tf.math.divide_no_nan(ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(sample_weight * v)), total)
+             for v in values]
+    return (*means, total)
+
+
 def _per_example(sample_weight, bpd):
     """Keras' `sample_weight` (`[N]` or `[N, 1]`) as float32 `[N]`."""
     return tf.reshape(tf.cast(sample_weight, tf.float32), tf.shape(bpd))
@@ -293,6 +316,7 @@ class FlowModel(keras.Model):
         # weighted by the batch size (or its total sample weight), so `loss` is the per-example
         # (weighted) mean like the other two
         n = tf.cast(tf.shape(bpd)[0], tf.float32) if sample_weight is None else tf.reduce_sum(sample_weight)
+        # (evaluate reads the metrics' replica-summed state afterwards: right with any weights)
         self.loss_tracker.update_state(loss, sample_weight=n)
         self.nll_tracker.update_state(nll, sample_weight=sample_weight)
         self.bpd_tracker.update_state(bpd, sample_weight=sample_weight)
@@ -342,9 +366,15 @@ class FlowModel(keras.Model):
         safe = lambda v: tf.where(finite, v, tf.zeros_like(v))  # NaN * 0 would still be NaN
         per_example = tf.ones_like(bpd) if sample_weight is None else sample_weight
         n = tf.reduce_sum(per_example)
-        self.loss_tracker.update_state(safe(loss), sample_weight=n * w)
-        self.nll_tracker.update_state(safe(nll), sample_weight=w * per_example)
-        self.bpd_tracker.update_state(safe(bpd), sample_weight=w * per_example)
+        if _weights_across_replicas(sample_weight):
+            nll_mean, bpd_mean, total = _global_weighted_means(sample_weight, safe(nll), safe(bpd))
+            for tracker, value in ((self.loss_tracker, bpd_mean), (self.nll_tracker, nll_mean),
+                                   (self.bpd_tracker, bpd_mean)):
+                tracker.update_state(value, sample_weight=total * w)
+        else:
+            self.loss_tracker.update_state(safe(loss), sample_weight=n * w)
+            self.nll_tracker.update_state(safe(nll), sample_weight=w * per_example)
+            self.bpd_tracker.update_state(safe(bpd), sample_weight=w * per_example)
         self.grad_norm_tracker.update_state(safe(grad_norm), sample_weight=w)
         # summed over replicas on read: each replica counts its share of the (agreed) skip
         self.nonfinite_tracker.update_state((1.0 - w) / replicas)

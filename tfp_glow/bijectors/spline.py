@@ -191,13 +191,15 @@ class SplineCoupling(_Coupling):
 
     def spline_params(self, cond):
         """`(widths, heights, slopes)` `[..., *transformed_shape, K or K - 1]` given the conditioning part."""
-        h = self._raw(cond)
+        return self._params_from_raw(self._raw(cond))
+
+    def _params_from_raw(self, h):
+        # [..., C_b * P] -> [..., C_b, P]: each transformed channel's P values are contiguous
         raw = tf.reshape(h, tf.concat([tf.shape(h)[:-1], [h.shape[-1] // self._n_params, self._n_params]], 0))
         return spline_params(raw, self._bins, self._bound, *self._mins)
 
     def _transform(self, v, h, inverse):
-        raw = tf.reshape(h, tf.concat([tf.shape(h)[:-1], [h.shape[-1] // self._n_params, self._n_params]], 0))
-        widths, heights, slopes = spline_params(raw, self._bins, self._bound, *self._mins)
+        widths, heights, slopes = self._params_from_raw(h)
         out, log_deriv = rational_quadratic_spline(v, widths, heights, slopes, self._bound, inverse=inverse)
         # `log_deriv` is d out / d v; the coupling reports the forward (z -> x) log-det
         ldj = self._mask.select_transformed(-log_deriv if inverse else log_deriv)

@@ -1,28 +1,39 @@
-"""`tfp-glow export RUN_DIR PATH`: a trained run as a TensorFlow SavedModel
-(`tfp_glow.export.export_saved_model`)."""
+"""`tfp-glow export RUN_DIR PATH [--version N]`: a trained run as a TensorFlow SavedModel
+(`tfp_glow.export.export_saved_model`); with `--version`, in TF Serving's `PATH/N/` layout."""
 import os
 
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.options import CLIError, say
-from tfp_glow.export import export_conditional_saved_model, export_saved_model
+from tfp_glow.export import export_conditional_saved_model, export_saved_model, versioned_path
 
 __all__ = ["run"]
 
 
 def run(args):
     """Exports the run with the signatures `args.signatures` names (default: all); returns PATH."""
-    _check_path(args.path)
+    if getattr(args, "version", None) is None:  # with --version, PATH is the base of numbered versions
+        _check_path(args.path)
     model, _ = load_run(args.run_dir)
     signatures = None if args.signatures is None else [n.strip() for n in args.signatures.split(",") if n.strip()]
+    version = getattr(args, "version", None)
+    if version is not None and version != "next":
+        try:
+            version = int(version)
+        except ValueError:
+            raise CLIError(f"--version must be an int >= 1 or 'next'; received {version!r}.") from None
     try:
         if getattr(model, "num_classes", 0):  # label inputs and a classify signature
-            export_conditional_saved_model(model, args.path, signatures=signatures)
+            path = args.path if version is None else versioned_path(args.path, version)
+            if os.path.exists(path) and version is not None:
+                raise FileExistsError(f"{path!r} exists: TF Serving versions are never overwritten; "
+                                      f"choose another --version (or 'next').")
+            export_conditional_saved_model(model, path, signatures=signatures)
         else:
-            export_saved_model(model, args.path, signatures=signatures)
+            path = export_saved_model(model, args.path, signatures=signatures, version=version)
     except (ValueError, FileExistsError) as e:
         raise CLIError(str(e)) from e
-    say(f"wrote {args.path}")
-    return args.path
+    say(f"wrote {path}")
+    return path
 
 
 def _check_path(path):

@@ -20,13 +20,14 @@ DEFAULT_TEST_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_TEST_FRACTION
 
 DATA_HELP = """\
 data (--data):
-  digits           scikit-learn's 8x8 handwritten digits, offline (default). Fixed splits:
+  digits           the UCI 8x8 handwritten digits, shipped with tfp_glow (default). Splits:
                    1293 train / 144 validation / 360 test images (tfp_glow.data.load_digits).
   digits28         the same digits bilinearly upsampled to 28x28 (MNIST-sized), offline,
                    with the same splits.
   photos32         random 32x32 RGB crops (at scales 32, 48, 64) of the two photographs
-                   that ship with scikit-learn (CIFAR-sized), offline: 6000 train / 500
-                   validation / 1000 test, cropped from disjoint bands of each photograph.
+                   that ship with scikit-learn (CIFAR-sized; pip install "tfp_glow[photos]"),
+                   offline: 6000 train / 500 validation / 1000 test, cropped from disjoint
+                   bands of each photograph.
   moons, circles, checkerboard, rings, 8gaussians
                    generated 2-D toy sets (2000 points per split; train, validation and test
                    are drawn with seeds 0, 1, 2). Vector data: the default flow is realnvp,
@@ -359,7 +360,11 @@ def build_parser():
     x.add_argument("path", metavar="PATH", help="output SavedModel directory")
     x.add_argument("--signatures", default=None,
                    help="comma-separated signatures to export (default: all the model offers, e.g. "
-                        "log_prob,log_prob_float,sample,encode,decode for images)")
+                        "log_prob,log_prob_float,log_prob_image,sample,sample_n,encode,encode_image,decode "
+                        "for images)")
+    x.add_argument("--version", default=None, metavar="N",
+                   help="write TF Serving's layout PATH/N/ (N an int >= 1, or 'next': one above the highest "
+                        "version in PATH); serve it with tensorflow_model_server --model_base_path=PATH")
 
     add_latent_commands(sub)
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from tfp_glow import scoring
+from tfp_glow import extras, scoring
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say
@@ -45,7 +45,11 @@ def run(args):
     slug = "".join(c if c.isalnum() else "_" for c in os.path.basename(args.data.rstrip("/")))
     prefix = args.out or os.path.join(args.run_dir, f"score_{slug}")
     csv_path = scoring.write_csv(prefix + ".csv", tables)
-    png_path = scoring.plot_histograms(prefix + ".png", tables, title=f"{config['data']} model")
+    png_path = None
+    if extras.available("matplotlib"):
+        png_path = scoring.plot_histograms(prefix + ".png", tables, title=f"{config['data']} model")
+    else:
+        say('note: the histograms are skipped: matplotlib is not installed (pip install "tfp_glow[plots]")')
     say(f"reference H = {reference.mean():.4f} bits/dim ({len(ref_x)} validation examples of {config['data']})")
     for name, t in tables.items():
         say(f"{name} ({args.split}, {len(t['bits_per_dim'])} examples): bits/dim mean {t['bits_per_dim'].mean():.4f}, "
@@ -63,5 +67,6 @@ def run(args):
             f"test at alpha 0.01 (epsilon {test_in['epsilon']:.4f}) flags {np.mean(test_out['flagged']):.1%} of "
             f"{args.ood} batches and {np.mean(test_in['flagged']):.1%} of {args.data} batches")
     say(f"wrote {csv_path}")
-    say(f"wrote {png_path}")
+    if png_path:
+        say(f"wrote {png_path}")
     return result

@@ -246,7 +246,8 @@ def _restore(job, recipe):
     metrics.csv cut back to the restored epoch; the learning rate the run's config names."""
     try:
         path, epoch = runs.restore_newest_intact(job.run_dir, job.model,
-                                                 restore=lambda p: job.ckpt.restore(job.model, p), report=say)
+                                                 restore=lambda p: job.ckpt.restore(job.model, p), report=say,
+                                                 quarantine=job.chief)  # the chief holds the RunLock
     except runs.NothingToLoadError:
         path, epoch = None, 0
         say(f"note: {job.paths['checkpoints']} has no intact checkpoint; training {job.run_dir} from the start")
@@ -315,6 +316,7 @@ def _chief_callbacks(args, job):
     paths = job.paths
     sample_every = args.sample_every or (1 if job.image else max(1, job.recipe.epochs // 6))
     callbacks = []
+    log_dir = None  # TensorBoard's, which SampleGrid logs its grids to as well
     if importlib.util.find_spec("tensorboard") is not None:
         log_dir = paths["logs"]
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch",

@@ -131,7 +131,7 @@ def load_digits(split: str = "train") -> np.ndarray:
 
 
 def load_digits28(split: str = "train") -> np.ndarray:
-    """scikit-learn's digits bilinearly upsampled to 28x28: ``uint8 [N, 28, 28, 1]``.
+    """The 8x8 digits (:func:`load_digits`) bilinearly upsampled to 28x28: ``uint8 [N, 28, 28, 1]``.
 
     ``x28 = round(resize_bilinear(x8, [28, 28]))`` (``tf.image.resize``, half-pixel centres)
     of :func:`load_digits`' images, with the same fixed splits. MNIST-sized, offline: it
@@ -154,9 +154,10 @@ def load_photos32(split: str = "train", n: Optional[int] = None) -> np.ndarray:
 
     Each crop takes a square of side ``s`` in ``{32, 48, 64}`` at a random position and
     resizes it to 32x32 (area averaging), from ``china.jpg`` or ``flower.jpg`` (427x640, they
-    ship with scikit-learn: ``pip install "tfp_glow[photos]"``). The splits crop from disjoint vertical bands of each photograph
-    (train: the left 70% of the width, validation: the next 10%, test: the last 20%), with
-    seeds 0, 1, 2, so no test pixel was seen in training. A CIFAR-sized colour set, offline.
+    ship with scikit-learn: ``pip install "tfp_glow[photos]"``). The splits crop from disjoint
+    vertical bands of each photograph (train: the left 70% of the width, validation: the next
+    10%, test: the last 20%), with seeds 0, 1, 2, so no test pixel was seen in training. A
+    CIFAR-sized colour set, offline.
 
     Args:
       split: ``"train"`` (6000), ``"validation"`` (500), ``"test"`` (1000) or
