@@ -121,3 +121,14 @@ def test_bad_input(cond_run, plain_run, tmp_path):
     _error(["sample", run_dir, "--labels", "1,12"], "out of range")
     _error(["sample", run_dir, "--level-temperatures", "0.5,0.5,0.5"], "2 floats")
     _error(["score", plain_run, "digits", "--ood", "photos32"], "--resize")
+
+
+def test_resume_a_conditional_run(cond_run):
+    run_dir, _ = cond_run
+    rc, out, err = _run(["train", "--conditional", "--resume", "--epochs", "2", "--run-dir", run_dir, "--verbose", "0"])
+    assert rc == 0, out + err
+    assert "resuming from epoch 1" in out and re.search(r"test accuracy: \d\.\d{4}", out)
+    model = runs.load_run(run_dir)
+    assert model.num_classes == 10
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        assert len(list(csv.DictReader(f))) == 2  # one row per epoch, across the resume

@@ -168,3 +168,17 @@ def test_other_label_errors(digits, trained, fresh):
         ConditionalFlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)))
     with pytest.raises(ValueError, match="num_classes must be"):
         FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8, num_classes=1)).build()
+
+
+def test_evaluate_with_sample_weight(trained, digits):
+    _, _, xt, yt = digits
+    xt, yt = xt[:32], yt[:32]
+    w = np.linspace(0.2, 2.0, len(xt)).astype(np.float32)
+    x_pre = trained.preprocess(xt, fixed_noise=True)
+    ll = np.stack([trained.distribution.log_prob(x_pre, bijector_kwargs={
+        CONDITIONAL_INPUT: tf.one_hot(np.full(len(xt), c), K)}).numpy() for c in range(K)], axis=1)
+    bpd = (-ll[np.arange(len(yt)), yt] + 64 * 5 * np.log(2)) / (64 * np.log(2))
+    correct = np.argmax(ll + trained.class_log_prior.numpy(), axis=1) == yt
+    result = trained.evaluate(xt, yt, sample_weight=w, batch_size=16, verbose=0, return_dict=True)
+    assert result["bits_per_dim"] == pytest.approx(np.sum(w * bpd) / np.sum(w), rel=1e-5)
+    assert result["accuracy"] == pytest.approx(np.sum(w * correct) / np.sum(w), abs=1e-6)
