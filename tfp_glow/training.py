@@ -25,7 +25,7 @@ from tfp_glow import labels as labels_lib
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.distribute import multi_worker_safe_logs
-from tfp_glow.models import FlowConfig, standard_normal
+from tfp_glow.models import FlowConfig
 
 
 def _actnorms(module):
