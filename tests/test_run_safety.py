@@ -152,12 +152,14 @@ def test_2_corrupt_latest_checkpoint_falls_back_to_newest_intact(trained, tmp_pa
     import tensorflow as tf
 
     served = tf.saved_model.load(str(tmp_path / "exported"))
-    empty = served.signatures["sample"](n=tf.constant(0), temperature=tf.constant(0.7), seed=tf.constant(0))
+    empty = served.signatures["sample_n"](n=tf.constant(0), temperature=tf.constant(0.7), seed=tf.constant(0))
     assert tuple(empty["images"].shape) == (0, 8, 8, 1) and tuple(empty["x"].shape) == (0, 8, 8, 1)
     scores = served.signatures["log_prob"](x=tf.zeros([0, 8, 8, 1], tf.uint8))
     assert tuple(scores["bits_per_dim"].shape) == (0,)
-    two = served.signatures["sample"](n=tf.constant(2), temperature=tf.constant(0.7), seed=tf.constant(0))
+    two = served.signatures["sample_n"](n=tf.constant(2), temperature=tf.constant(0.7), seed=tf.constant(0))
     assert tuple(two["images"].shape) == (2, 8, 8, 1)
+    rows = served.signatures["sample"](temperature=tf.zeros([0]), seed=tf.zeros([0], tf.int32))  # no rows
+    assert tuple(rows["images"].shape) == (0, 8, 8, 1)
 
 
 # -------------------------------------------------------------------- 3. concurrent writers

@@ -211,7 +211,7 @@ def _build_functions(model):
                 lambda s: tf.random.stateless_normal(latent_shape, seed=tf.stack([s, tf.zeros([], tf.int32)])),
                 seed, fn_output_signature=tf.TensorSpec(latent_shape, tf.float32))
         z = eps * tf.reshape(temperature, [-1] + [1] * len(latent_shape))
-        return data_outputs(ref().distribution.bijector.forward(z))
+        return data_outputs(forward(z))  # no rows: empty outputs
     fns["sample"] = sample
 
     @tf.function(input_signature=[x_spec], autograph=False)

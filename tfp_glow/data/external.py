@@ -2,8 +2,9 @@
 
 ``load_npz`` and ``load_image_folder`` return numpy arrays ``uint8 [N, H, W, C]``; ``load_tfds``
 returns a ``tf.data.Dataset`` of single ``uint8`` images. Only ``load_tfds`` may download anything.
-PIL and tensorflow_datasets are imported inside the one function that needs each: they are slow
-to import, and most uses of ``tfp_glow.data`` need neither.
+Image files are decoded by TensorFlow (``tf.io.decode_image``, as Keras'
+``image_dataset_from_directory`` does), so no extra is needed for them; tensorflow_datasets is the
+``tfds`` extra, imported inside ``load_tfds`` only (slow to import, and most uses need none).
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow.data.validation import _is_int, validate_images
+from tfp_glow.extras import require
 
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# ITU-R BT.601 luma, the weights of PIL's "L" mode and of tf.image.rgb_to_grayscale.
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def load_npz(path: Union[str, os.PathLike], key: str = "x") -> np.ndarray:
@@ -86,16 +90,17 @@ def load_image_folder(
 ) -> np.ndarray:
     """Reads every image in a folder (sorted by file name) as ``uint8 [N, H, W, C]``.
 
-    Files with extension ``.png``, ``.jpg``, ``.jpeg`` or ``.bmp`` (any case)
-    directly inside ``path`` are read with PIL; other files and
-    sub-directories are ignored. Images are converted to RGB (``C = 3``), or
-    to 8-bit grayscale (``C = 1``, PIL's ``"L"`` mode) when ``grayscale`` is
-    true; alpha channels are dropped.
+    Files with extension ``.png``, ``.jpg``, ``.jpeg``, ``.bmp`` or ``.gif`` (any case; a GIF's
+    first frame) directly inside ``path`` are decoded with ``tf.io.decode_image``, the decoder
+    of Keras' ``image_dataset_from_directory``; other files and sub-directories are ignored (a
+    folder's ``train``/``validation``/``test`` sub-folders are splits, see ``get_source``).
+    Images are converted to RGB (``C = 3``; alpha dropped), or with ``grayscale`` to one channel
+    ``round(0.299 R + 0.587 G + 0.114 B)`` (ITU-R BT.601 luma, as PIL's ``"L"`` mode).
 
     Args:
       path: directory containing the images.
-      image_size: optional ``(H, W)``; when given every image is resized to
-        it (bilinear). Otherwise all images must share one size.
+      image_size: optional ``(H, W)``; when given every image is resized to it (bilinear,
+        antialiased when shrinking, ``tf.image.resize``). Otherwise all images must share one size.
       grayscale: read images as one-channel grayscale.
 
     Returns:
@@ -107,8 +112,6 @@ def load_image_folder(
         image cannot be decoded, sizes differ (without ``image_size``), or
         ``image_size`` is not a pair of positive ints.
     """
-    from PIL import Image  # imported lazily: only image folders need it
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image folder not found: {path!r}")
@@ -132,29 +135,26 @@ def load_image_folder(
         raise ValueError(
             f"no image files ({', '.join(_IMAGE_EXTENSIONS)}) found in folder {path!r}"
         )
-    mode = "L" if grayscale else "RGB"
     arrays = []
     first_size = None
     for f in files:
         full = os.path.join(path, f)
         try:
-            with Image.open(full) as img:
-                img = img.convert(mode)
-                if image_size is not None:
-                    h, w = image_size
-                    if img.size != (w, h):
-                        img = img.resize((w, h), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, SyntaxError) as e:  # PIL raises these for bad files
-            raise ValueError(f"could not read image {full!r}: {e}") from e
-        if arr.ndim == 2:
-            arr = arr[..., None]
+            img = tf.io.decode_image(tf.io.read_file(full), channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
+            raise ValueError(f"could not read image {full!r}: {e.message.splitlines()[0]}") from e
+        arr = img.numpy()
+        if image_size is not None and arr.shape[:2] != image_size:
+            arr = tf.image.resize(arr, image_size, method="bilinear", antialias=True).numpy()
+        if grayscale:
+            arr = (arr.astype(np.float64) @ _LUMA)[..., None]
+        arr = np.clip(np.floor(arr + 0.5), 0, 255).astype(np.uint8) if arr.dtype != np.uint8 else arr
         if first_size is None:
             first_size = (arr.shape[0], arr.shape[1], files[0])
         elif arr.shape[:2] != first_size[:2]:
             raise ValueError(
-                f"all images must share one size (or pass image_size=(H, W)); "
-                f"{first_size[2]!r} is {first_size[0]}x{first_size[1]} (HxW) but "
+                f"all images must share one size (or pass image_size=(H, W); --image-size H W on "
+                f"the command line); {first_size[2]!r} is {first_size[0]}x{first_size[1]} (HxW) but "
                 f"{f!r} is {arr.shape[0]}x{arr.shape[1]}"
             )
         arrays.append(arr)
@@ -179,12 +179,13 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
       (a channel axis is added to rank-2 images).
 
     Raises:
+      MissingExtraError: tensorflow_datasets is not installed (the ``tfds`` extra).
       ValueError: ``name`` is not a TFDS dataset (see ``tfds.list_builders()``),
         or it has no integer ``image`` feature.
       RuntimeError: the dataset could not be loaded or downloaded (e.g. no
         internet); the original error is chained and quoted.
     """
-    import tensorflow_datasets as tfds  # imported lazily (slow import)
+    tfds = require("tensorflow_datasets", "tfds", f"the TensorFlow Datasets source {name!r}")
 
     try:
         try:  # data already prepared (or mocked): no download, no network
