@@ -380,14 +380,26 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob",
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
                          "(its actnorm layers still hold their zero initial values).")
     _check_variables(model)
-    if version is not None:
-        path = versioned_path(path, version)
-        if os.path.exists(path):
-            raise FileExistsError(f"{path!r} already exists: TF Serving versions are never overwritten; export "
-                                  f"a higher version (or version='next').")
-
+    path = _target(path, version)
     fns = serving_functions(model)
-    info = {
+    info = _info(model, names, serving_default)
+    return _save(_FlowServing(model, fns, names, info), fns, names, info, path, serving_default)
+
+
+def _target(path, version):
+    """The directory to write: `path`, or `path/<version>` (which must not exist yet)."""
+    if version is None:
+        return os.fspath(path)
+    path = versioned_path(path, version)
+    if os.path.exists(path):
+        raise FileExistsError(f"{path!r} already exists: TF Serving versions are never overwritten; export "
+                              f"a higher version (or version='next').")
+    return path
+
+
+def _info(model, names, serving_default, **more):
+    """The metadata a SavedModel carries (`config_json` and `assets.extra/tfp_glow.json`)."""
+    return {
         "format": "tfp_glow.saved_model/1",
         "config": model.config_.to_dict(),
         "n_bits": model.n_bits,
@@ -395,15 +407,18 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob",
         "event_shape": [int(d) for d in model.event_shape],
         "latent_shape": [int(d) for d in model.latent_shape],
         "num_dims": int(model.num_dims),
+        **more,
         "signatures": list(names) + (["serving_default"] if serving_default else []),
     }
-    module = _FlowServing(model, fns, names, info)
+
+
+def _save(module, fns, names, info, path, serving_default):
+    """`tf.saved_model.save` of `module` with the named signatures, then its metadata file."""
     # Functions, not concrete functions: `tf.saved_model.save` traces them in its own context
     # anyway, so tracing them here too would double the export time.
     sigs = {name: fns[name] for name in names}
     if serving_default is not None:
         sigs["serving_default"] = sigs[serving_default]
-    path = os.fspath(path)
     tf.saved_model.save(module, path, signatures=sigs)
     extra = os.path.join(path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
@@ -524,7 +539,7 @@ class _ConditionalServing(tf.Module):
             setattr(self, name, fns[name])
 
 
-def export_conditional_saved_model(model, path, signatures=None, serving_default="log_prob"):
+def export_conditional_saved_model(model, path, signatures=None, serving_default="log_prob", version=None):
     """Write a class-conditional image model (`ConditionalFlowModel`) as a SavedModel.
 
     Signatures: see `conditional_serving_functions`. Like `export_saved_model`, it loads with
@@ -535,9 +550,10 @@ def export_conditional_saved_model(model, path, signatures=None, serving_default
       path: directory to write.
       signatures: a subset of `CONDITIONAL_SIGNATURES` (default all).
       serving_default: the signature also exported as `serving_default`, or `None`.
+      version: as in `export_saved_model` (TF Serving's `path/<version>/`).
 
     Returns:
-      The path, as a string.
+      The directory written, as a string.
     """
     if not getattr(model, "num_classes", 0) or not model.is_image:
         raise ValueError("export_conditional_saved_model exports class-conditional image models; use "
@@ -555,26 +571,7 @@ def export_conditional_saved_model(model, path, signatures=None, serving_default
     missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in flow_ids]
     if missing:
         raise ValueError(f"Cannot export: weights not held by the distribution: {missing[:10]}.")
+    path = _target(path, version)
     fns = conditional_serving_functions(model)
-    info = {
-        "format": "tfp_glow.saved_model/1",
-        "config": model.config_.to_dict(),
-        "n_bits": model.n_bits,
-        "eval_seed": int(model.eval_seed),
-        "event_shape": [int(d) for d in model.event_shape],
-        "latent_shape": [int(d) for d in model.latent_shape],
-        "num_dims": int(model.num_dims),
-        "num_classes": int(model.num_classes),
-        "signatures": list(names) + (["serving_default"] if serving_default else []),
-    }
-    module = _ConditionalServing(model, fns, names, info)
-    sigs = {name: fns[name] for name in names}
-    if serving_default is not None:
-        sigs["serving_default"] = sigs[serving_default]
-    path = os.fspath(path)
-    tf.saved_model.save(module, path, signatures=sigs)
-    extra = os.path.join(path, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, "tfp_glow.json"), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-    return path
+    info = _info(model, names, serving_default, num_classes=int(model.num_classes))
+    return _save(_ConditionalServing(model, fns, names, info), fns, names, info, path, serving_default)

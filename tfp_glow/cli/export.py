@@ -4,7 +4,7 @@ import os
 
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.options import CLIError, say
-from tfp_glow.export import export_conditional_saved_model, export_saved_model, versioned_path
+from tfp_glow.export import export_conditional_saved_model, export_saved_model
 
 __all__ = ["run"]
 
@@ -22,14 +22,9 @@ def run(args):
         except ValueError:
             raise CLIError(f"--version must be an int >= 1 or 'next'; received {version!r}.") from None
     try:
-        if getattr(model, "num_classes", 0):  # label inputs and a classify signature
-            path = args.path if version is None else versioned_path(args.path, version)
-            if os.path.exists(path) and version is not None:
-                raise FileExistsError(f"{path!r} exists: TF Serving versions are never overwritten; "
-                                      f"choose another --version (or 'next').")
-            export_conditional_saved_model(model, path, signatures=signatures)
-        else:
-            path = export_saved_model(model, args.path, signatures=signatures, version=version)
+        # a conditional model gets label inputs and a classify signature
+        export = export_conditional_saved_model if getattr(model, "num_classes", 0) else export_saved_model
+        path = export(model, args.path, signatures=signatures, version=version)
     except (ValueError, FileExistsError) as e:
         raise CLIError(str(e)) from e
     say(f"wrote {path}")
