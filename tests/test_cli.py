@@ -1,7 +1,5 @@
 """Tests of the `tfp-glow` command line, run in-process through `cli.main` on tiny configs."""
-import contextlib
 import csv
-import io
 import os
 import re
 
@@ -9,19 +7,9 @@ import numpy as np
 import pytest
 
 from tfp_glow import cli, splits
+from cli_runner import run_cli
 
 TINY_GLOW = ["--levels", "1", "--steps", "1", "--hidden", "8"]
-
-
-def _run(argv):
-    """`cli.main(argv)` -> (return code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _figure(text, what="test bits/dim"):
@@ -35,7 +23,7 @@ def _figure(text, what="test bits/dim"):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("runs") / "glow-digits")
-    rc, out, err = _run(["train", "--epochs", "1", *TINY_GLOW, "--no-xla", "--run-dir", run_dir])
+    rc, out, err = run_cli(["train", "--epochs", "1", *TINY_GLOW, "--no-xla", "--run-dir", run_dir])
     assert rc == 0, out + err
     return run_dir, out
 
@@ -78,17 +66,17 @@ def test_train_digits_writes_run_dir(digits_run):
 def test_sample_and_evaluate_repeat(digits_run, tmp_path):
     run_dir, train_out = digits_run
     out_png = str(tmp_path / "s.png")
-    rc, out, err = _run(["sample", run_dir, "--n", "16", "--temperature", "0.5", "--out", out_png])
+    rc, out, err = run_cli(["sample", run_dir, "--n", "16", "--temperature", "0.5", "--out", out_png])
     assert rc == 0, err
     assert os.path.getsize(out_png) > 0 and out_png in out
-    first = _run(["evaluate", run_dir, "--no-xla"])
-    second = _run(["evaluate", run_dir, "--no-xla"])
+    first = run_cli(["evaluate", run_dir, "--no-xla"])
+    second = run_cli(["evaluate", run_dir, "--no-xla"])
     assert first[0] == second[0] == 0, first[2] + second[2]
     assert _figure(first[1]) == _figure(second[1]) == _figure(train_out)
-    rc, out, err = _run(["evaluate", run_dir, "--split", "validation", "--no-xla"])
+    rc, out, err = run_cli(["evaluate", run_dir, "--split", "validation", "--no-xla"])
     assert rc == 0 and np.isfinite(_figure(out, "validation bits/dim"))
     # Under XLA (the default) the figure is the same up to float rounding.
-    rc, out, err = _run(["evaluate", run_dir])
+    rc, out, err = run_cli(["evaluate", run_dir])
     assert rc == 0, err
     assert abs(_figure(out) - _figure(train_out)) < 2e-3
 
@@ -98,7 +86,7 @@ def test_resume_continues_from_saved_epoch(digits_run, tmp_path):
 
     run_dir = str(tmp_path / "resumed")
     shutil.copytree(digits_run[0], run_dir)
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--epochs", "2", "--no-xla"])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--epochs", "2", "--no-xla"])
     assert rc == 0, out + err
     assert "resuming from epoch 1" in out
     assert "Epoch 2/2" in out and "Epoch 1/2" not in out
@@ -107,13 +95,13 @@ def test_resume_continues_from_saved_epoch(digits_run, tmp_path):
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     assert np.isfinite(_figure(out))
     # Model options that contradict the run's config are refused.
-    rc, _, err = _run(["train", "--resume", "--run-dir", run_dir, "--hidden", "16"])
+    rc, _, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--hidden", "16"])
     assert rc == 2 and "--resume" in err
 
 
 def test_train_toy_2d_writes_density(tmp_path):
     run_dir = str(tmp_path / "moons")
-    rc, out, err = _run(["train", "--data", "moons", "--epochs", "1", "--steps-per-epoch", "5", "--steps", "2",
+    rc, out, err = run_cli(["train", "--data", "moons", "--epochs", "1", "--steps-per-epoch", "5", "--steps", "2",
                          "--hidden", "8", "--no-xla", "--run-dir", run_dir])
     assert rc == 0, out + err
     assert "realnvp on moons" in out
@@ -121,7 +109,7 @@ def test_train_toy_2d_writes_density(tmp_path):
     _figure(out, "test nll")
     for name in ("density.png", "samples_final.png", "samples_epoch001.png", "curves.png"):
         assert os.path.getsize(os.path.join(run_dir, name)) > 10_000, name
-    rc, out, err = _run(["sample", run_dir, "--n", "100"])
+    rc, out, err = run_cli(["sample", run_dir, "--n", "100"])
     assert rc == 0 and os.path.isfile(os.path.join(run_dir, "samples_t0.7_seed0.png"))
 
 
@@ -132,7 +120,7 @@ def _npz(tmp_path, name, x):
 
 
 def _expect_error(argv, pattern, capsys=None):
-    rc, out, err = _run(argv)
+    rc, out, err = run_cli(argv)
     assert rc == 2, out + err
     assert err.startswith("error: ") and "Traceback" not in err, err
     assert re.search(pattern, err), err
@@ -180,7 +168,7 @@ def test_argparse_rejects_unknown_choices(capsys):
 def test_export_writes_saved_model(tmp_path, digits_run):
     pytest.importorskip("tfp_glow.export")
     path = str(tmp_path / "saved")
-    rc, out, err = _run(["export", digits_run[0], path, "--signatures", "log_prob,sample"])
+    rc, out, err = run_cli(["export", digits_run[0], path, "--signatures", "log_prob,sample"])
     assert rc == 0, out + err
     assert os.path.isfile(os.path.join(path, "saved_model.pb")) and path in out
     _expect_error(["export", digits_run[0], str(tmp_path / "s2"), "--signatures", "nope"], r"nope")
@@ -189,7 +177,7 @@ def test_export_writes_saved_model(tmp_path, digits_run):
 def test_export_versioned_layout_for_tf_serving(tmp_path, digits_run):
     base = str(tmp_path / "served")
     for version, expected in (("3", "3"), ("next", "4")):
-        rc, out, err = _run(["export", digits_run[0], base, "--signatures", "log_prob", "--version", version])
+        rc, out, err = run_cli(["export", digits_run[0], base, "--signatures", "log_prob", "--version", version])
         assert rc == 0, out + err
         assert os.path.isfile(os.path.join(base, expected, "saved_model.pb"))
         assert os.path.join(base, expected) in out
@@ -219,7 +207,7 @@ def test_nan_loss_exits_1_naming_last_checkpoint_then_resumes(tmp_path, monkeypa
     run_dir = str(tmp_path / "nan")
     monkeypatch.setattr(cb.NaNGuard, "on_train_batch_end", nan_in_second_epoch)
     # no warmup: the learning rate is then a checkpointed variable, checked at the end
-    rc, out, err = _run(["train", "--epochs", "3", *TINY_GLOW, "--no-xla", "--warmup-steps", "0",
+    rc, out, err = run_cli(["train", "--epochs", "3", *TINY_GLOW, "--no-xla", "--warmup-steps", "0",
                          "--run-dir", run_dir])
     assert rc == 1, out + err
     assert "error: Training stopped: the loss became nan at epoch 2, step 1" in err
@@ -229,7 +217,7 @@ def test_nan_loss_exits_1_naming_last_checkpoint_then_resumes(tmp_path, monkeypa
         ["ckpt-1.index"]
 
     monkeypatch.setattr(cb.NaNGuard, "on_train_batch_end", original)
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--lr", "5e-4"])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--lr", "5e-4"])
     assert rc == 0, out + err
     assert "resuming from epoch 1" in out and "Epoch 3/3" in out and "lr 0.0005" in out
     assert np.isfinite(_figure(out))
@@ -279,13 +267,13 @@ def test_stability_options_are_recorded_and_validated(digits_run, tmp_path):
     assert config["warmup_steps"] == 50 and config["clip_norm"] == 50.0  # the digits recipe
     assert "warmup 50 steps" in out and "clip norm 50" in out
     for opt, bad in (("--warmup-steps", "-1"), ("--clip-norm", "-2"), ("--clip-norm", "nan")):
-        rc, o, err = _run(["train", opt, bad, "--run-dir", str(tmp_path / "r")])
+        rc, o, err = run_cli(["train", opt, bad, "--run-dir", str(tmp_path / "r")])
         assert rc == 2 and opt in err and "Traceback" not in err, err
 
 
 def test_offline_28x28_and_rgb_sources_train(tmp_path):
     for name, shape in (("digits28", "28x28x1"), ("photos32", "32x32x3")):
-        rc, out, err = _run(["train", "--data", name, "--levels", "2", "--steps", "1", "--hidden", "8",
+        rc, out, err = run_cli(["train", "--data", name, "--levels", "2", "--steps", "1", "--hidden", "8",
                              "--epochs", "1", "--steps-per-epoch", "2", "--no-xla",
                              "--run-dir", str(tmp_path / name)])
         assert rc == 0, out + err
@@ -305,7 +293,7 @@ def test_an_existing_run_is_never_deleted_without_overwrite_and_then_only_its_ow
     err = _expect_error(argv, r"already holds a run.*--resume.*--overwrite")
     assert str(proj) in err
     assert (proj / "config.json").read_text() == "{}" and (proj / "logs" / "server.log").read_text() == "keep"
-    rc, out, err = _run(argv + ["--overwrite"])
+    rc, out, err = run_cli(argv + ["--overwrite"])
     assert rc == 0, out + err
     assert "--overwrite: removed" in out
     assert (proj / "logs" / "server.log").read_text() == "keep" and (proj / "notes.txt").read_text() == "mine"
@@ -321,20 +309,20 @@ def test_an_existing_run_is_never_deleted_without_overwrite_and_then_only_its_ow
 @pytest.mark.parametrize("flow,extra", [("nsf", ["--bins", "4"]), ("maf", ["--transform", "spline", "--bins", "3"])])
 def test_train_nsf_and_maf_on_2d_data_write_the_density_figure(tmp_path, flow, extra):
     run_dir = str(tmp_path / flow)
-    rc, out, err = _run(["train", "--data", "moons", "--flow", flow, "--epochs", "1", "--steps-per-epoch", "5",
+    rc, out, err = run_cli(["train", "--data", "moons", "--flow", flow, "--epochs", "1", "--steps-per-epoch", "5",
                          "--steps", "2", "--hidden", "8", *extra, "--no-xla", "--run-dir", run_dir])
     assert rc == 0, out + err
     assert f"{flow} on moons" in out
     _figure(out, "test nll")
     assert os.path.getsize(os.path.join(run_dir, "density.png")) > 10_000
-    rc, out, err = _run(["evaluate", run_dir])
+    rc, out, err = run_cli(["evaluate", run_dir])
     assert rc == 0 and np.isfinite(_figure(out)), out + err
 
 
 @pytest.mark.parametrize("flow", ["nsf", "maf"])
 def test_train_nsf_and_maf_on_flattened_digits(tmp_path, flow):
     run_dir = str(tmp_path / flow)
-    rc, out, err = _run(["train", "--flow", flow, "--epochs", "1", "--steps", "1", "--hidden", "8", "--no-xla",
+    rc, out, err = run_cli(["train", "--flow", flow, "--epochs", "1", "--steps", "1", "--hidden", "8", "--no-xla",
                          "--n-samples", "4", "--run-dir", run_dir])
     assert rc == 0, out + err
     assert f"{flow} on digits" in out and 0 < _figure(out) < 8  # 5 bits: a finite, sane bound

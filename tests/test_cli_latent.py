@@ -1,34 +1,23 @@
 """`tfp-glow train --conditional`, `interpolate`, `manipulate`, `score` and `sample` by class,
 in-process through `cli.main` on tiny models; bad input is one `error:` line, exit 2."""
-import contextlib
 import csv
-import io
 import os
 import re
 
 import numpy as np
 import pytest
 
-from tfp_glow import cli, runs
+from tfp_glow import runs
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 from tfp_glow import data as data_lib
+from cli_runner import run_cli
 
 TINY = ["--levels", "2", "--steps", "1", "--hidden", "8", "--no-xla"]
 
 
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
-
-
 def _error(argv, match):
-    rc, out, err = _run(argv)
+    rc, out, err = run_cli(argv)
     assert rc == 2, out + err
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -38,7 +27,7 @@ def _error(argv, match):
 @pytest.fixture(scope="module")
 def cond_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("runs") / "glow-digits-conditional")
-    rc, out, err = _run(["train", "--conditional", "--epochs", "1", *TINY, "--run-dir", run_dir, "--verbose", "0"])
+    rc, out, err = run_cli(["train", "--conditional", "--epochs", "1", *TINY, "--run-dir", run_dir, "--verbose", "0"])
     assert rc == 0, out + err
     return run_dir, out
 
@@ -59,7 +48,7 @@ def test_train_conditional_reports_accuracy(cond_run):
     acc = float(re.search(r"test accuracy: (\d\.\d{4})", out).group(1))
     assert 0.0 <= acc <= 1.0
     assert "num_classes=10" in out
-    rc, out_eval, err = _run(["evaluate", run_dir, "--no-xla"])  # the same figures again, with labels
+    rc, out_eval, err = run_cli(["evaluate", run_dir, "--no-xla"])  # the same figures again, with labels
     assert rc == 0, out_eval + err
     assert float(re.search(r"test accuracy: (\d\.\d{4})", out_eval).group(1)) == acc
     assert re.search(r"test bits/dim: (\S+)", out_eval).group(1) == re.search(r"test bits/dim: (\S+)", out).group(1)
@@ -72,17 +61,17 @@ def test_train_conditional_reports_accuracy(cond_run):
 
 def test_latent_commands_write_grids(cond_run, plain_run):
     run_dir, _ = cond_run
-    rc, out, err = _run(["interpolate", run_dir, "--a", "2", "--b", "9", "--steps", "5"])
+    rc, out, err = run_cli(["interpolate", run_dir, "--a", "2", "--b", "9", "--steps", "5"])
     assert rc == 0, out + err
     err_ends = float(re.search(r"within (\S+)", out).group(1))
     assert err_ends < 1e-4 and os.path.isfile(os.path.join(run_dir, "interpolate_2_9.png"))
-    rc, out, err = _run(["manipulate", run_dir, "--attribute", "1:7", "--n", "2", "--strengths", "0,1"])
+    rc, out, err = run_cli(["manipulate", run_dir, "--attribute", "1:7", "--n", "2", "--strengths", "0,1"])
     assert rc == 0, out + err
     assert os.path.isfile(os.path.join(run_dir, "manipulate_1to7.png"))
-    rc, out, err = _run(["manipulate", plain_run, "--attribute", "3", "--n", "2"])
+    rc, out, err = run_cli(["manipulate", plain_run, "--attribute", "3", "--n", "2"])
     assert rc == 0, out + err
     out_png = os.path.join(plain_run, "by_class.png")
-    rc, out, err = _run(["sample", run_dir, "--by-class", "--n", "2", "--level-temperatures", "0.5,0.8",
+    rc, out, err = run_cli(["sample", run_dir, "--by-class", "--n", "2", "--level-temperatures", "0.5,0.8",
                          "--out", out_png])
     assert rc == 0, out + err
     assert os.path.isfile(out_png)
@@ -90,7 +79,7 @@ def test_latent_commands_write_grids(cond_run, plain_run):
 
 def test_score_reports_auroc(plain_run, tmp_path):
     prefix = str(tmp_path / "s")
-    rc, out, err = _run(["score", plain_run, "digits", "--ood", "photos32", "--resize", "--out", prefix])
+    rc, out, err = run_cli(["score", plain_run, "digits", "--ood", "photos32", "--resize", "--out", prefix])
     assert rc == 0, out + err
     for score in ("bits_per_dim", "typicality", "complexity_corrected"):
         value = float(re.search(rf"AUROC {score}: (\d\.\d{{4}})", out).group(1))
@@ -125,7 +114,7 @@ def test_bad_input(cond_run, plain_run, tmp_path):
 
 def test_resume_a_conditional_run(cond_run):
     run_dir, _ = cond_run
-    rc, out, err = _run(["train", "--conditional", "--resume", "--epochs", "2", "--run-dir", run_dir, "--verbose", "0"])
+    rc, out, err = run_cli(["train", "--conditional", "--resume", "--epochs", "2", "--run-dir", run_dir, "--verbose", "0"])
     assert rc == 0, out + err
     assert "resuming from epoch 1" in out and re.search(r"test accuracy: \d\.\d{4}", out)
     model = runs.load_run(run_dir)

@@ -8,10 +8,8 @@
 The kill loop runs `TFP_GLOW_KILLS` kills (default 2, to stay fast in CI); run it with
 `TFP_GLOW_KILLS=20` for the full loop.
 """
-import contextlib
 import csv
 import errno
-import io
 import json
 import os
 import random
@@ -26,20 +24,10 @@ import numpy as np
 import pytest
 
 from tfp_glow import cli, runs
+from cli_runner import run_cli
 
 TINY = ["--levels", "1", "--steps", "1", "--hidden", "4", "--no-xla", "--steps-per-epoch", "2", "--verbose", "0"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(argv):
-    """`cli.main(argv)` -> (return code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _one_error_line(err):
@@ -64,7 +52,7 @@ def _config(run_dir):
 def trained(tmp_path_factory):
     """A 3-epoch tiny Glow on the digits; tests copy it before changing it."""
     run_dir = str(tmp_path_factory.mktemp("safety") / "run")
-    rc, out, err = _run(["train", "--epochs", "3", *TINY, "--warmup-steps", "0", "--run-dir", run_dir])
+    rc, out, err = run_cli(["train", "--epochs", "3", *TINY, "--warmup-steps", "0", "--run-dir", run_dir])
     assert rc == 0, out + err
     return run_dir
 
@@ -83,7 +71,7 @@ def test_1_new_run_deletes_nothing_it_did_not_write(tmp_path):
     (proj / "logs").mkdir(parents=True)
     (proj / "config.json").write_text("{}")
     (proj / "logs" / "server.log").write_text("keep")
-    rc, out, err = _run(["train", "--run-dir", str(proj), "--epochs", "1", *TINY])
+    rc, out, err = run_cli(["train", "--run-dir", str(proj), "--epochs", "1", *TINY])
     line = _one_error_line(err)
     assert rc == 2 and str(proj) in line and "--resume" in line and "--overwrite" in line
     assert (proj / "logs" / "server.log").read_text() == "keep" and (proj / "config.json").read_text() == "{}"
@@ -91,7 +79,7 @@ def test_1_new_run_deletes_nothing_it_did_not_write(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "metrics.csv").write_text("mine\n")
-    rc, out, err = _run(["train", "--run-dir", str(other), "--epochs", "1", *TINY])
+    rc, out, err = run_cli(["train", "--run-dir", str(other), "--epochs", "1", *TINY])
     assert rc == 2 and "metrics.csv" in _one_error_line(err)
     assert (other / "metrics.csv").read_text() == "mine\n"
 
@@ -113,17 +101,17 @@ def test_2_corrupt_latest_checkpoint_falls_back_to_newest_intact(trained, tmp_pa
     ckpts = os.path.join(run_dir, "checkpoints")
     _truncate(os.path.join(ckpts, "ckpt-3.data-00000-of-00001"))
     # sample: reports the corrupt one, uses ckpt-2
-    rc, out, err = _run(["sample", run_dir, "--n", "4", "--out", str(tmp_path / "s.png")])
+    rc, out, err = run_cli(["sample", run_dir, "--n", "4", "--out", str(tmp_path / "s.png")])
     assert rc == 0, out + err
     assert "ckpt-3 is corrupt" in out and f"loaded {os.path.join(ckpts, 'ckpt-2')} (epoch 2)" in out
     assert os.path.isfile(os.path.join(ckpts, "ckpt-3.index.corrupt"))
     # a flipped bit (caught by the tensors' CRC) in ckpt-2: evaluate uses ckpt-1
     _flip_bit(os.path.join(ckpts, "ckpt-2.data-00000-of-00001"))
-    rc, out, err = _run(["evaluate", run_dir, "--no-xla"])
+    rc, out, err = run_cli(["evaluate", run_dir, "--no-xla"])
     assert rc == 0, out + err
     assert "ckpt-2 is corrupt" in out and "Checksum" in out and f"loaded {os.path.join(ckpts, 'ckpt-1')}" in out
     # train --resume continues from ckpt-1: the metrics rows of epochs 2 and 3 are dropped and rewritten
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--verbose", "0"])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--verbose", "0"])
     assert rc == 0, out + err
     assert "resuming from epoch 1" in out and "dropped 2 row(s)" in out
     assert _metrics_epochs(run_dir) == [0, 1, 2]
@@ -146,7 +134,7 @@ def test_2_corrupt_latest_checkpoint_falls_back_to_newest_intact(trained, tmp_pa
         runs.load_run(run_dir)
     runs.load_run(run_dir, report=seen.append)  # the corrupt ones were renamed: nothing to warn about
     assert seen == [f"loaded {os.path.join(run_dir, 'model.weights.h5')} (epoch 3)"]
-    rc, out, err = _run(["export", run_dir, str(tmp_path / "exported")])
+    rc, out, err = run_cli(["export", run_dir, str(tmp_path / "exported")])
     assert rc == 0 and "model.weights.h5" in out, out + err
     # the SavedModel's n = 0 and empty batches give empty results (issue item 6)
     import tensorflow as tf
@@ -167,13 +155,13 @@ def test_3_a_second_writer_gets_a_clear_error_and_a_released_lock_does_not_block
     run_dir = str(tmp_path / "busy")
     holder = runs.RunLock(run_dir).acquire()  # flock is per open file: this process's train conflicts too
     try:
-        rc, out, err = _run(["train", "--run-dir", run_dir, "--epochs", "1", *TINY])
+        rc, out, err = run_cli(["train", "--run-dir", run_dir, "--epochs", "1", *TINY])
         line = _one_error_line(err)
         assert rc == 2 and run_dir in line and "in use" in line and f"pid {os.getpid()}" in line
         assert not runs.is_run_dir(run_dir)
     finally:
         holder.release()
-    rc, out, err = _run(["train", "--run-dir", run_dir, "--epochs", "1", *TINY])
+    rc, out, err = run_cli(["train", "--run-dir", run_dir, "--epochs", "1", *TINY])
     assert rc == 0, out + err
     assert not os.path.exists(os.path.join(run_dir, runs.LOCK))  # released (a kill -9 is covered by test 8)
 
@@ -184,14 +172,14 @@ def test_4_resume_keeps_data_bits_and_records_overrides_only_once_they_trained(t
     import tensorflow as tf
 
     run_dir = str(tmp_path / "bits4")
-    rc, out, err = _run(["train", "--epochs", "1", *TINY, "--n-bits", "4", "--warmup-steps", "0",
+    rc, out, err = run_cli(["train", "--epochs", "1", *TINY, "--n-bits", "4", "--warmup-steps", "0",
                          "--lr", "0.002", "--run-dir", run_dir])
     assert rc == 0, out + err
     other = tmp_path / "other.npz"
     np.savez(other, x=np.random.default_rng(0).integers(0, 256, (40, 8, 8, 1), dtype=np.uint8))
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--data", str(other)])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--data", str(other)])
     assert rc == 2 and "'digits'" in _one_error_line(err)
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--n-bits", "8"])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--n-bits", "8"])
     assert rc == 2 and "--n-bits 4" in _one_error_line(err)
 
     # an override whose first epoch fails (NaN) is not recorded ...
@@ -201,12 +189,12 @@ def test_4_resume_keeps_data_bits_and_records_overrides_only_once_they_trained(t
         return original(self, batch, {**(logs or {}), "loss": float("nan")})
 
     monkeypatch.setattr(cb.NaNGuard, "on_train_batch_end", nan)
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--epochs", "2", "--lr", "1000"])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--epochs", "2", "--lr", "1000"])
     assert rc == 1 and "lr 1000" in out
     assert _config(run_dir)["lr"] == 0.002 and _config(run_dir)["epochs"] == 1
     monkeypatch.setattr(cb.NaNGuard, "on_train_batch_end", original)
     # ... so a plain resume prints, uses and records the run's lr, with the run's 4 bits
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir, "--epochs", "2"])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--epochs", "2"])
     assert rc == 0, out + err
     assert "lr 0.002 " in out and "4 bits" in out
     saved_lr = tf.train.load_variable(os.path.join(run_dir, "checkpoints", "ckpt-2"),
@@ -234,7 +222,7 @@ def test_5_two_channel_images_train_and_grids_show_each_channel(tmp_path):
     data = tmp_path / "two.npz"
     np.savez(data, x=np.random.default_rng(2).integers(0, 256, (60, 8, 8, 2), dtype=np.uint8))
     run_dir = str(tmp_path / "two")
-    rc, out, err = _run(["train", "--data", str(data), "--epochs", "1", *TINY, "--run-dir", run_dir])
+    rc, out, err = run_cli(["train", "--data", str(data), "--epochs", "1", *TINY, "--run-dir", run_dir])
     assert rc == 0, out + err
     for name in ("samples_epoch001.png", "samples_final.png"):
         assert os.path.isfile(os.path.join(run_dir, name))
@@ -247,11 +235,11 @@ def test_6_failures_are_one_error_line(trained, tmp_path, monkeypatch):
     # export onto an existing file
     existing = tmp_path / "existing"
     existing.write_text("x")
-    rc, _, err = _run(["export", trained, str(existing)])
+    rc, _, err = run_cli(["export", trained, str(existing)])
     assert rc == 2 and "exists" in _one_error_line(err) and existing.read_text() == "x"
     # batch size 0 and sample --n 0 are refused by the parser (argparse's own usage + error lines)
     for argv in (["train", "--batch-size", "0"], ["sample", trained, "--n", "0"]):
-        rc, _, err = _run(argv)
+        rc, _, err = run_cli(argv)
         assert rc == 2 and "expected a positive integer" in err and "Traceback" not in err
     # sample(n=0) in the library: an empty batch of the right shape
     model = runs.load_run(trained)
@@ -266,7 +254,7 @@ def test_6_failures_are_one_error_line(trained, tmp_path, monkeypatch):
         return real_open(path, *a, **k)
 
     monkeypatch.setattr(os, "open", read_only)
-    rc, _, err = _run(["train", "--run-dir", str(tmp_path / "ro"), "--epochs", "1", *TINY])
+    rc, _, err = run_cli(["train", "--run-dir", str(tmp_path / "ro"), "--epochs", "1", *TINY])
     assert rc == 2 and "cannot write" in _one_error_line(err)
     monkeypatch.setattr(os, "open", real_open)
     # a full disk while training: one line, and the run resumes with every complete epoch
@@ -279,22 +267,22 @@ def test_6_failures_are_one_error_line(trained, tmp_path, monkeypatch):
         return real_write(path, text)
 
     monkeypatch.setattr(runs, "atomic_write", full_disk_at_epoch_2)
-    rc, _, err = _run(["train", "--run-dir", run_dir, "--epochs", "3", *TINY])
+    rc, _, err = run_cli(["train", "--run-dir", run_dir, "--epochs", "3", *TINY])
     assert rc == 1 and "no space left" in _one_error_line(err) and "metrics.csv" in err
     monkeypatch.setattr(runs, "atomic_write", real_write)
-    rc, out, err = _run(["train", "--resume", "--run-dir", run_dir])
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir])
     assert rc == 0 and "resuming from epoch 1" in out, out + err
     assert _metrics_epochs(run_dir) == [0, 1, 2]
     # an unexpected exception: one line (with the hint), the traceback only with --debug; Ctrl-C: 130
     monkeypatch.setattr(tfp_glow.cli.sample.plots, "save_image_grid",
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
-    rc, _, err = _run(["sample", trained, "--out", str(tmp_path / "x.png")])
+    rc, _, err = run_cli(["sample", trained, "--out", str(tmp_path / "x.png")])
     assert rc == 1 and "RuntimeError: boom" in _one_error_line(err) and "--debug" in err
     with pytest.raises(RuntimeError, match="boom"):
         cli.main(["--debug", "sample", trained, "--out", str(tmp_path / "x.png")])
     monkeypatch.setattr(tfp_glow.cli.sample.plots, "save_image_grid",
                         lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
-    rc, _, err = _run(["sample", trained, "--out", str(tmp_path / "x.png")])
+    rc, _, err = run_cli(["sample", trained, "--out", str(tmp_path / "x.png")])
     assert rc == 130 and "interrupted" in _one_error_line(err)
 
 
@@ -437,7 +425,7 @@ def test_8_kill_9_at_random_moments_loses_no_finished_epoch_and_leaves_no_metric
         done = _check_after_kill(run_dir, done)
         log.append(f"kill {i + 1} ({mode}): restorable epoch {done}; checkpoints/ held {files}")
     print("\n".join(log))
-    rc, out, err = _run(argv + ["--resume"])
+    rc, out, err = run_cli(argv + ["--resume"])
     assert rc == 0, out + err
     assert _metrics_epochs(run_dir) == list(range(epochs))
     assert runs.checkpoint_epoch(runs.find_intact_checkpoint(os.path.join(run_dir, "checkpoints"))) == epochs

@@ -1,6 +1,5 @@
 """Sample grids labelled with their temperature (PNG title, TensorBoard image), and the CLI's
 image-folder options `--grayscale` and `--image-size`."""
-import contextlib
 import glob
 import io
 import json
@@ -13,10 +12,11 @@ import tensorflow as tf
 from PIL import Image
 
 from tfp_glow import callbacks as cb
-from tfp_glow import cli, splits
+from tfp_glow import splits
 from tfp_glow import data as data_lib
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
+from cli_runner import run_cli
 
 CONFIG = FlowConfig("glow", (8, 8, 1), {"levels": 1, "steps": 1, "hidden_channels": 8})
 
@@ -94,20 +94,10 @@ def test_load_split_passes_grayscale_and_image_size_to_folders(tmp_path):
         data_lib.get_source("moons", "train", image_size=(4, 4))
 
 
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
-
-
 def test_cli_trains_and_evaluates_a_resized_grayscale_folder(tmp_path):
     _, folder = _folder(tmp_path)
     run_dir = str(tmp_path / "run")
-    rc, out, err = _cli(["train", "--data", folder, "--image-size", "4", "4", "--grayscale", "--epochs", "1",
+    rc, out, err = run_cli(["train", "--data", folder, "--image-size", "4", "4", "--grayscale", "--epochs", "1",
                          "--levels", "1", "--steps", "1", "--hidden", "8", "--batch-size", "4", "--no-xla",
                          "--run-dir", run_dir, "--temperature", "0.6"])
     assert rc == 0, out + err
@@ -117,11 +107,11 @@ def test_cli_trains_and_evaluates_a_resized_grayscale_folder(tmp_path):
     with Image.open(os.path.join(run_dir, "samples_final.png")) as img:
         assert img.mode == "L" and img.text["Title"] == "samples at temperature T=0.6"
     # evaluate reads the folder as the run did (without the options it would be 6x4 RGB)
-    rc, out, err = _cli(["evaluate", run_dir, "--no-xla"])
+    rc, out, err = run_cli(["evaluate", run_dir, "--no-xla"])
     assert rc == 0, out + err
     assert "test bits/dim:" in out
     # the options are refused where they do not apply, in one error line
-    rc, out, err = _cli(["train", "--data", "moons", "--grayscale", "--run-dir", str(tmp_path / "r2")])
+    rc, out, err = run_cli(["train", "--data", "moons", "--grayscale", "--run-dir", str(tmp_path / "r2")])
     assert rc == 2 and err.startswith("error:") and "image folders only" in err and len(err.splitlines()) == 1
-    rc, out, err = _cli(["train", "--image-size", "0", "4"])
+    rc, out, err = run_cli(["train", "--image-size", "0", "4"])
     assert rc == 2 and "positive" in err
