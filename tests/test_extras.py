@@ -87,7 +87,7 @@ def test_the_test_extra_covers_every_third_party_import_of_the_tests():
     installed = _names(kw["install_requires"]) | _names(kw["extras_require"]["test"])
     pip_name = {"tensorflow_probability": "tensorflow-probability", "tensorflow_datasets": "tensorflow-datasets",
                 "sklearn": "scikit-learn", "PIL": "pillow", "scipy": "scikit-learn", "h5py": "tensorflow"}
-    local = {"tfp_glow", "registry", "conftest"}
+    local = {"tfp_glow"} | {path.stem for path in (ROOT / "tests").glob("*.py")}  # the tests' own helpers
     imported = set()
 
     def visit(node):

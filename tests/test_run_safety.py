@@ -293,7 +293,11 @@ def test_7_unreachable_tfds_fails_within_seconds_and_leaves_no_tmp_files(tmp_pat
     from tfp_glow.data import external
 
     # a server that never answers (a connect that hangs): the probe gives up after its timeout
-    monkeypatch.setattr(external.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    def hang(*args, **kwargs):
+        time.sleep(30)
+        raise TimeoutError("timed out")  # what a real connect does in the end
+
+    monkeypatch.setattr(external.socket, "create_connection", hang)
     t0 = time.time()
     reason = external.probe_network(("example.invalid", 443), timeout=1.0)
     assert reason is not None and "did not answer within 1 s" in reason and time.time() - t0 < 3
