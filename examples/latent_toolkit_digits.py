@@ -58,7 +58,7 @@ def main():
           f"alpha = {moved['strengths'].tolist()}")
 
     temps = [(0.0, 0.7), (0.7, 0.7), (1.0, 0.7), (0.7, 0.0), (0.7, 1.0)]
-    grid = [data.to_uint8(model.decode(latent.draw_latent(model, 8, t, seed=3)), model.n_bits).numpy() for t in temps]
+    grid = [model.sample_images(8, seed=3, level_temperatures=t).numpy() for t in temps]
     path = os.path.join(args.out, "temperature_per_level.png")
     plots.save_image_grid(path, np.concatenate(grid), cols=8)
     print(f"wrote {path}: rows = (finest level, top level) temperatures {temps}, same seed")

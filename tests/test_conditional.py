@@ -101,11 +101,35 @@ def test_learning_makes_the_label_matter(trained, digits):
 def test_sample_with_labels(trained):
     images = trained.sample_images(6, temperature=0.7, seed=1, labels=[0, 1, 2, 3, 4, 5])
     assert images.shape == (6, 8, 8, 1) and images.dtype == tf.uint8
-    x = trained.sample(4, temperature=[0.0, 0.0], seed=1, labels=7)
+    x = trained.sample(4, seed=1, labels=7, level_temperatures=[0.0, 0.0])
     # at T = 0 every sample of a class is the same image: the class's mode path
     np.testing.assert_allclose(x[0], x[3], atol=1e-6)
-    y = trained.sample(2, temperature=[0.0, 0.0], seed=1, labels=[2, 7])
+    y = trained.sample(2, temperature=0.0, seed=1, labels=[2, 7])
     assert np.abs(np.asarray(y[0]) - np.asarray(x[0])).max() > 1e-3 and np.allclose(y[1], x[0], atol=1e-6)
+
+
+def test_sample_draws_the_latent_as_the_unconditional_model_does(trained):
+    """One temperature semantics for both models: a batch of temperatures is a batch of base
+    distributions ([n, *T.shape, *event]); `level_temperatures` scales each level."""
+    from tfp_glow import latent
+
+    labels = np.array([3, 8])
+    x = trained.sample(2, temperature=[0.5, 1.0], seed=4, labels=labels).numpy()
+    assert x.shape == (2, 2, 8, 8, 1)
+    # the reference: the stateless draw for the int seed 4 (pair [4, 0]), scaled, decoded with the labels
+    eps = tf.random.stateless_normal([2, *trained.latent_shape], seed=[4, 0])
+    onehot = tf.one_hot(labels, K)
+    for i, t in enumerate([0.5, 1.0]):
+        ref = trained.distribution.bijector.forward(t * eps, **{CONDITIONAL_INPUT: onehot}).numpy()
+        np.testing.assert_allclose(x[:, i], ref, atol=1e-5)
+    per_level = trained.sample(2, seed=4, labels=labels, level_temperatures=[0.0, 1.0]).numpy()
+    scale = (latent.level_map(trained) == 1).astype(np.float32)
+    ref = trained.distribution.bijector.forward(eps * scale, **{CONDITIONAL_INPUT: onehot}).numpy()
+    np.testing.assert_allclose(per_level, ref, atol=1e-5)
+    assert trained.sample(0, labels=[]).shape == (0, 8, 8, 1)
+    assert trained.sample_images(0, temperature=[0.5, 1.0], labels=[]).shape == (0, 2, 8, 8, 1)
+    with pytest.raises(ValueError, match="2 floats"):
+        trained.sample(2, labels=labels, level_temperatures=[1.0, 1.0, 1.0])
 
 
 def test_fit_on_a_dataset_of_image_label_pairs(digits):

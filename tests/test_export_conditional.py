@@ -73,6 +73,12 @@ def exported(tmp_path_factory):
         "sample": ("sample", dict(label=np.array([0, 3, 3], np.int32), temperature=np.float32(0.7),
                                   seed=np.int32(4))),
         "default": ("serving_default", dict(x=xt, label=yt)),
+        # no rows in, no rows out (convolutions reject an empty batch, so each signature guards it)
+        "sample_none": ("sample", dict(label=np.zeros([0], np.int32), temperature=np.float32(0.7), seed=np.int32(4))),
+        "log_prob_none": ("log_prob", dict(x=xt[:0], label=yt[:0])),
+        "classify_none": ("classify", dict(x=xt[:0])),
+        "encode_none": ("encode", dict(x=xt[:0], label=yt[:0])),
+        "decode_none": ("decode", dict(z=z[:0], label=yt[:0])),
         "bad_range": ("log_prob", dict(x=xt, label=np.array([0, 1, 2, 3, 10], np.int32))),
         "bad_count": ("encode", dict(x=xt, label=np.array([0, 1], np.int32))),
         "bad_dtype": ("log_prob", dict(x=xt, label=yt.astype(np.float32))),
@@ -128,6 +134,18 @@ def test_numbers_equal_the_live_model(exported):
     # the same draw through the live model: z = T * stateless_normal(seed=[4, 0])
     zs = tf.random.stateless_normal([3, 8, 8, 1], seed=[4, 0]) * 0.7
     np.testing.assert_allclose(s["x"], model.decode(zs, [0, 3, 3]), atol=1e-4)
+
+
+def test_no_rows_give_empty_outputs(exported):
+    result = exported["result"]
+    s = result("sample_none")
+    assert s["images"].shape == (0, 8, 8, 1) and s["images"].dtype == np.uint8 and s["x"].shape == (0, 8, 8, 1)
+    assert {k: v.shape for k, v in result("log_prob_none").items()} == {"log_prob": (0,), "nll": (0,),
+                                                                        "bits_per_dim": (0,)}
+    c = result("classify_none")
+    assert c["label"].shape == (0,) and c["log_posterior"].shape == (0, 10) and c["marginal_log_prob"].shape == (0,)
+    assert result("encode_none")["z"].shape == (0, 8, 8, 1)
+    assert result("decode_none")["images"].shape == (0, 8, 8, 1)
 
 
 def test_bad_labels_are_refused(exported):

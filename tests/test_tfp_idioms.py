@@ -103,6 +103,18 @@ def test_sample_takes_a_batch_of_temperatures(glow_model):
         model.sample(2, temperature=[0.5, -1.0])
 
 
+def test_level_temperatures_scale_each_level_of_the_same_draw(glow_model):
+    from tfp_glow import latent
+
+    model = glow_model
+    eps = tf.random.stateless_normal([3, *model.latent_shape], seed=[6, 0])
+    levels = latent.level_map(model)
+    scale = np.where(levels == 0, 0.2, 0.9).astype(np.float32)
+    got = model.sample(3, temperature=[1.0, 0.5], seed=6, level_temperatures=[0.2, 0.9]).numpy()
+    for i, t in enumerate([1.0, 0.5]):
+        np.testing.assert_allclose(got[:, i], model.decode(t * eps * scale).numpy(), atol=1e-5)
+
+
 def test_an_int_seed_gives_the_same_samples(glow_model):
     model = glow_model
     a, b = model.sample(5, 0.7, seed=11).numpy(), model.sample(5, 0.7, seed=11).numpy()

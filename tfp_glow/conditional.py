@@ -290,27 +290,35 @@ class ConditionalFlowModel(FlowModel):
         if labels is None:  # every class in turn, so a grid shows them all
             return np.arange(n, dtype=np.int32) % self.num_classes
         y = np.asarray(labels)
+        if y.size == 0 and y.dtype == np.float64:  # `[]`: no rows, whatever numpy guesses
+            y = y.astype(np.int32)
         if y.ndim == 0:
             return self.check_labels(np.full(n, y) if np.issubdtype(y.dtype, np.integer) else y, None)
         return self.check_labels(y, n)
 
-    def sample(self, n, temperature=1.0, seed=None, labels=None):
-        """`n` samples of `p(x | y)` in the flow's data space.
+    def sample(self, n, temperature=1.0, seed=None, labels=None, level_temperatures=None):
+        """`n` samples of `p(x | y)` in the flow's data space, `[n, *T.shape, *event_shape]`.
+
+        The latent is drawn exactly as `FlowModel.sample` draws it (same seed, same noise; a
+        batch of temperatures is a batch of base distributions), then decoded with label `y_i`
+        for every temperature of row `i`.
 
         Args:
-          n: Python int.
-          temperature: `T`, a float, or one per level (`latent.level_temperatures`).
-          seed: int seed.
+          n: Python int >= 0.
+          temperature: `T`, a float or an array of floats (>= 0).
+          seed: an int or a stateless pair `[2]` (see `FlowModel.sample`).
           labels: an int (every sample of that class), `[n]` ints, or `None` (classes 0..K-1
             in turn).
+          level_temperatures: optional, one float per level, finest first.
         """
         y = self._sample_labels(int(n), labels)
-        z = latent.draw_latent(self, int(n), temperature, seed)
-        return self.decode(z, y)
+        z, batch = self._draw_base(n, temperature, seed, level_temperatures)
+        x = self.decode(z, np.repeat(y, int(np.prod(batch, dtype=np.int64))))
+        return tf.reshape(x, [n, *batch, *self.event_shape])
 
-    def sample_images(self, n, temperature=1.0, seed=None, labels=None):
+    def sample_images(self, n, temperature=1.0, seed=None, labels=None, level_temperatures=None):
         """`n` samples as uint8 images (see `sample`)."""
-        return data_lib.to_uint8(self.sample(n, temperature, seed, labels), self.n_bits)
+        return data_lib.to_uint8(self.sample(n, temperature, seed, labels, level_temperatures), self.n_bits)
 
     @tf.function(reduce_retracing=True)
     def _decode_context(self, z, c):
@@ -322,6 +330,8 @@ class ConditionalFlowModel(FlowModel):
         z = tf.convert_to_tensor(z, tf.float32)
         if context is None:
             context = self.context(self.check_labels(labels, int(z.shape[0])))
+        if z.shape[0] == 0:  # convolutions reject an empty batch
+            return tf.zeros((0, *self.event_shape), tf.float32)
         return self._decode_context(z, tf.convert_to_tensor(context, tf.float32))
 
     def encode(self, x, labels=None, context=None):

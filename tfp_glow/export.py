@@ -476,22 +476,33 @@ def conditional_serving_functions(model):
     def images(x):
         return {"x": tf.cast(x, tf.float32), "images": data_lib.to_uint8(x, n_bits)}
 
+    def no_images():
+        return images(tf.zeros([0, *event_shape], tf.float32))
+
+    no_rows, no_scores = tf.zeros([0], tf.float32), tf.zeros([0, k], tf.float32)
     fns = {}
 
     @tf.function(input_signature=[x_spec, y_spec], autograph=False)
     def log_prob(x, label):
         x = _check_input(x, "log_prob", "x", event_shape, note)
         label = _check_labels_in_graph(label, k, "log_prob", tf.shape(x)[0])
-        log_p, nll, bpd = ref().log_prob_and_bpd(*ref().dequantize(x, fixed_noise=True), labels=label)
-        return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+
+        def full():
+            log_p, nll, bpd = ref().log_prob_and_bpd(*ref().dequantize(x, fixed_noise=True), labels=label)
+            return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
+        return _unless_empty(x, full, {"log_prob": no_rows, "nll": no_rows, "bits_per_dim": no_rows})
     fns["log_prob"] = log_prob
 
     @tf.function(input_signature=[x_spec], autograph=False)
     def classify(x):
         x = _check_input(x, "classify", "x", event_shape, note)
-        ll, joint, marginal = ref()._posterior_parts(ref().dequantize(x, fixed_noise=True)[0])
-        return {"label": tf.argmax(joint, axis=-1, output_type=tf.int32), "log_posterior": joint - marginal[:, None],
-                "class_log_prob": ll, "marginal_log_prob": marginal}
+
+        def full():
+            ll, joint, marginal = ref()._posterior_parts(ref().dequantize(x, fixed_noise=True)[0])
+            return {"label": tf.argmax(joint, axis=-1, output_type=tf.int32),
+                    "log_posterior": joint - marginal[:, None], "class_log_prob": ll, "marginal_log_prob": marginal}
+        return _unless_empty(x, full, {"label": tf.zeros([0], tf.int32), "log_posterior": no_scores,
+                                       "class_log_prob": no_scores, "marginal_log_prob": no_rows})
     fns["classify"] = classify
 
     @tf.function(input_signature=[y_spec, tf.TensorSpec([], tf.float32, name="temperature"),
@@ -504,7 +515,8 @@ def conditional_serving_functions(model):
             shape = tf.concat([tf.shape(label), tf.constant(latent_shape, tf.int32)], axis=0)
             z = tf.random.stateless_normal(shape, seed=tf.stack([seed, 0]), dtype=tf.float32) * temperature
         z.set_shape([None, *latent_shape])
-        return images(ref().distribution.bijector.forward(z, conditional_input=context(label)))
+        return _unless_empty(z, lambda: images(ref().distribution.bijector.forward(z, conditional_input=context(label))),
+                             no_images())
     fns["sample"] = sample
 
     @tf.function(input_signature=[x_spec, y_spec], autograph=False)
@@ -512,7 +524,8 @@ def conditional_serving_functions(model):
         x = _check_input(x, "encode", "x", event_shape, note)
         label = _check_labels_in_graph(label, k, "encode", tf.shape(x)[0])
         x_pre = ref().preprocess(x, fixed_noise=True)
-        return {"z": ref().distribution.bijector.inverse(x_pre, conditional_input=context(label))}
+        return _unless_empty(x_pre, lambda: {"z": ref().distribution.bijector.inverse(x_pre, conditional_input=context(label))},
+                             {"z": tf.zeros([0, *latent_shape], tf.float32)})
     fns["encode"] = encode
 
     @tf.function(input_signature=[tf.TensorSpec([None, *latent_shape], tf.float32, name="z"), y_spec],
@@ -520,7 +533,8 @@ def conditional_serving_functions(model):
     def decode(z, label):
         z = _check_input(z, "decode", "z", latent_shape, " (latent)")
         label = _check_labels_in_graph(label, k, "decode", tf.shape(z)[0])
-        return images(ref().distribution.bijector.forward(z, conditional_input=context(label)))
+        return _unless_empty(z, lambda: images(ref().distribution.bijector.forward(z, conditional_input=context(label))),
+                             no_images())
     fns["decode"] = decode
 
     _CACHE[model] = fns

@@ -624,7 +624,7 @@ class FlowModel(keras.Model):
         return super().load_weights(filepath, *args, **kwargs)
 
     # ------------------------------------------------------ sample/encode
-    def sample(self, n, temperature=1.0, seed=None):
+    def sample(self, n, temperature=1.0, seed=None, level_temperatures=None):
         """`n` samples in the flow's data space (`[-0.5, 0.5)` for images), latent `~ N(0, T^2)`.
 
         `z = T * eps`, `eps = tf.random.stateless_normal([n, *latent_shape], seed)`,
@@ -643,10 +643,19 @@ class FlowModel(keras.Model):
             `sample(n, T, s)` equals `export.sample_stateless(model, n, T, s)["x"]`). `None`
             draws a seed from TensorFlow's global generator (`keras.utils.set_random_seed`
             makes that repeatable too).
+          level_temperatures: optional, one float per level of a multi-scale flow, finest
+            first (`latent.level_temperatures`): each level's noise is scaled by its own
+            temperature, on top of `temperature`.
 
         References:
           Kingma & Dhariwal, "Glow", NeurIPS 2018 (temperature `T`: sampling from `N(0, T^2)`).
         """
+        z, batch = self._draw_base(n, temperature, seed, level_temperatures)
+        x = self.decode(z)
+        return tf.reshape(x, [n, *batch, *self.event_shape])
+
+    def _draw_base(self, n, temperature, seed, level_temperatures):
+        """`(z [n * prod(T.shape), *latent_shape], T.shape)`: the latents `sample` decodes, `n`-major."""
         if not (isinstance(n, (int, np.integer)) and n >= 0):
             raise ValueError(f"n must be an int >= 0; received {n!r}.")
         temperature = np.asarray(temperature, np.float32)
@@ -658,15 +667,17 @@ class FlowModel(keras.Model):
             seed = export._stateless_seed(seed)
         batch = temperature.shape
         eps = tf.random.stateless_normal([n, *self.latent_shape], seed=seed, dtype=tf.float32)
+        if level_temperatures is not None:
+            from tfp_glow import latent  # noqa: PLC0415  (latent imports this module)
+
+            eps = eps * latent.level_temperatures(self, level_temperatures)
         eps = tf.reshape(eps, [n, *([1] * len(batch)), *self.latent_shape])
         t = tf.reshape(tf.constant(temperature), [*batch, *([1] * len(self.latent_shape))])
-        z = tf.reshape(eps * t, [-1, *self.latent_shape])  # the flow takes one batch axis
-        x = self.decode(z)
-        return tf.reshape(x, [n, *batch, *self.event_shape])
+        return tf.reshape(eps * t, [-1, *self.latent_shape]), batch  # the flow takes one batch axis
 
-    def sample_images(self, n, temperature=1.0, seed=None):
+    def sample_images(self, n, temperature=1.0, seed=None, level_temperatures=None):
         """`n` samples as uint8 images `[n, *T.shape, H, W, C]` (0..255); see `sample`."""
-        return data_lib.to_uint8(self.sample(n, temperature, seed), self.n_bits)
+        return data_lib.to_uint8(self.sample(n, temperature, seed, level_temperatures), self.n_bits)
 
     @tf.function(reduce_retracing=True)
     def decode(self, z):

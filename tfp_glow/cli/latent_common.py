@@ -2,7 +2,6 @@
 and labelled or plain splits of a run's data, with user errors as `CLIError`."""
 import numpy as np
 
-from tfp_glow import data as data_lib
 from tfp_glow import labeled, latent, splits
 from tfp_glow.cli.options import CLIError
 
@@ -11,13 +10,15 @@ __all__ = ["latent_grid", "load_examples"]
 
 def latent_grid(model, args):
     """`(uint8 images, columns)` for `tfp-glow sample` with --labels / --by-class / --level-temperatures."""
-    temperature = args.level_temperatures if args.level_temperatures else args.temperature
+    # --level-temperatures replaces --temperature (it is not multiplied by it)
+    temperature, per_level = (1.0, args.level_temperatures) if args.level_temperatures else (args.temperature, None)
     k = int(getattr(model, "num_classes", 0) or 0)
     if not k and (args.labels or args.by_class):
         raise CLIError("--labels and --by-class need a class-conditional run (tfp-glow train --conditional); "
                        "this run is unconditional.")
     try:
-        latent.level_temperatures(model, temperature)  # checks the count against the levels
+        if per_level is not None:
+            latent.level_temperatures(model, per_level)  # checks the count against the levels
         if k:
             if args.labels:
                 labels = model.check_labels(np.asarray(args.labels), None, what="--labels")
@@ -27,10 +28,10 @@ def latent_grid(model, args):
                 labels, cols = np.repeat(np.arange(k), args.n), args.n
             else:
                 labels, cols = np.arange(args.n) % k, k
-            images = model.sample_images(len(labels), temperature, seed=args.seed, labels=labels)
+            images = model.sample_images(len(labels), temperature, seed=args.seed, labels=labels,
+                                         level_temperatures=per_level)
             return images, cols
-        z = latent.draw_latent(model, args.n, temperature, seed=args.seed)
-        return data_lib.to_uint8(model.decode(z), model.n_bits), None
+        return model.sample_images(args.n, temperature, seed=args.seed, level_temperatures=per_level), None
     except ValueError as e:
         raise CLIError(str(e)) from e
 
