@@ -22,6 +22,7 @@ from tfp_glow import dequantization as dequantization_lib
 from tfp_glow import export, keras_inputs, persistence, stability
 from tfp_glow import summary as summary_lib
 from tfp_glow import labels as labels_lib
+from tfp_glow import latent as latent_lib
 from tfp_glow.bijectors import initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.bijectors.actnorm import ActNorm
 from tfp_glow.distribute import multi_worker_safe_logs
@@ -668,9 +669,7 @@ class FlowModel(keras.Model):
         batch = temperature.shape
         eps = tf.random.stateless_normal([n, *self.latent_shape], seed=seed, dtype=tf.float32)
         if level_temperatures is not None:
-            from tfp_glow import latent  # noqa: PLC0415  (latent imports this module)
-
-            eps = eps * latent.level_temperatures(self, level_temperatures)
+            eps = eps * latent_lib.level_temperatures(self, level_temperatures)
         eps = tf.reshape(eps, [n, *([1] * len(batch)), *self.latent_shape])
         t = tf.reshape(tf.constant(temperature), [*batch, *([1] * len(self.latent_shape))])
         return tf.reshape(eps * t, [-1, *self.latent_shape]), batch  # the flow takes one batch axis
