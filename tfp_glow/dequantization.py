@@ -93,11 +93,18 @@ class VariationalDequantizer(keras.layers.Layer):
             keras.layers.Conv2D(self.hidden, 3, padding="same", activation="relu", name="conv_hidden"),
         ], name="features")
         self.elementwise = keras.layers.Conv2D(2 * c, 3, padding="same", name="elementwise", **zero)
-        self.coupling_nets = [keras.Sequential([
-            keras.layers.Conv2D(self.hidden, 3, padding="same", activation="relu", name="conv_in"),
-            keras.layers.Conv2D(2 * c, 3, padding="same", name="conv_out", **zero),
-        ], name=f"coupling{k}") for k in range(self.couplings)]
+        for k in range(self.couplings):
+            # one attribute each: tf.train.Checkpoint does not follow a list attribute of a
+            # Keras 3 layer, so nets kept in a list would be missing from every checkpoint
+            setattr(self, f"coupling{k}", keras.Sequential([
+                keras.layers.Conv2D(self.hidden, 3, padding="same", activation="relu", name="conv_in"),
+                keras.layers.Conv2D(2 * c, 3, padding="same", name="conv_out", **zero),
+            ], name=f"coupling{k}"))
         self.build((None,) + self.event_shape)
+
+    @property
+    def coupling_nets(self):
+        return [getattr(self, f"coupling{k}") for k in range(self.couplings)]
 
     def build(self, input_shape):
         shape = (None,) + self.event_shape

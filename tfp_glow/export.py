@@ -28,7 +28,12 @@ layout `PATH/N/`.
 
 Image signatures reduce 8-bit input to the model's `n_bits` and dequantize it with the fixed
 noise pattern of the model's evaluation (`FlowModel.eval_noise`, as
-`FlowModel.predict_step`/`test_step`/`call`), so they give the live model's numbers.
+`FlowModel.predict_step`/`test_step`/`call`), so they give the live model's numbers. A model
+with variational dequantization pushes that noise through its learned `q(u | x)`: `nll` and
+`bits_per_dim` of `log_prob` and `log_prob_image` are then the variational bound
+`-log p(x + u) + D n log 2 + log q(u | x)` with that one `u`, and `log_prob` is the flow's
+`log p(x + u)`, as `evaluate` and `predict` report them; `encode` maps that `x + u`.
+`log_prob_float` scores the continuous input it is given, without `q`.
 `sample_n` draws the latent with `tf.random.stateless_normal(seed=[seed, 0])` times
 `temperature`: the same seed gives the same images, here, in `sample_stateless` and in
 `FlowModel.sample` on the live model.
@@ -127,13 +132,17 @@ def _build_functions(model):
     x_dtype = tf.uint8 if is_image else tf.float32
     x_note = " (8-bit pixel levels 0..255)" if is_image else ""
 
-    def preprocess(x):
-        # the live model's evaluation path: its one fixed noise pattern, in any kernel
-        return ref().preprocess(x, fixed_noise=True)
+    def dequantize(x):
+        # the live model's evaluation path: its one fixed noise pattern (through q(u | x) when
+        # variational), in any kernel; `log q` is None for uniform dequantization
+        return ref().dequantize(x, fixed_noise=True)
 
-    def scores(x_pre):
+    def preprocess(x):
+        return dequantize(x)[0]
+
+    def scores(x_pre, log_q=None):
         def full():
-            log_p, nll, bpd = ref().log_prob_and_bpd(x_pre)
+            log_p, nll, bpd = ref().log_prob_and_bpd(x_pre, log_q)
             return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
         empty = tf.zeros([0], tf.float32)
         return _unless_empty(x_pre, full, {"log_prob": empty, "nll": empty, "bits_per_dim": empty})
@@ -159,7 +168,7 @@ def _build_functions(model):
     @tf.function(input_signature=[x_spec], autograph=False)
     def log_prob(x):
         x = _check_input(x, "log_prob", "x", event_shape, x_note)
-        return scores(preprocess(x))
+        return scores(*dequantize(x))
     fns["log_prob"] = log_prob
 
     if is_image:
@@ -249,7 +258,7 @@ def _build_functions(model):
 
         @tf.function(input_signature=[bytes_spec], autograph=False)
         def log_prob_image(image_bytes):
-            return scores(preprocess(decode_images(image_bytes, "log_prob_image")))
+            return scores(*dequantize(decode_images(image_bytes, "log_prob_image")))
         fns["log_prob_image"] = log_prob_image
 
         @tf.function(input_signature=[bytes_spec], autograph=False)
@@ -300,21 +309,29 @@ class _FlowServing(tf.Module):
 
     def __init__(self, model, fns, names, info):
         super().__init__(name="tfp_glow_serving")
-        self.flow_variables = list(model.distribution.variables)
+        self.flow_variables = _served_variables(model)
         self.config_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False,
                                        name="config_json")
         for name in names:
             setattr(self, name, fns[name])
 
 
-def _check_variables(model):
-    """Every Keras weight of the model must be a variable of the distribution (and saved)."""
-    flow_ids = {id(v) for v in model.distribution.variables}
-    missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in flow_ids]
+def _served_variables(model):
+    """The variables a SavedModel holds: the distribution's, and `q(u | x)`'s when variational."""
+    deq = getattr(model, "dequantizer", None)
+    # a Keras layer: its KerasVariables wrap the tf.Variables that get saved
+    return list(model.distribution.variables) + ([getattr(v, "value", v) for v in deq.variables]
+                                                 if deq is not None else [])
+
+
+def _check_variables(model, *more):
+    """Every Keras weight of the model must be a served variable (so it is saved)."""
+    served = {id(v) for v in _served_variables(model)} | {id(v) for v in more}
+    missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in served]
     if missing:
         raise ValueError(
-            f"Cannot export: {len(missing)} weights of the model are not variables of its distribution, "
-            f"so the SavedModel would not hold them: {missing[:10]}.")
+            f"Cannot export: {len(missing)} weights of the model are not variables of its distribution "
+            f"(or its dequantizer), so the SavedModel would not hold them: {missing[:10]}.")
 
 
 def versioned_path(path, version):
@@ -359,8 +376,8 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob",
       The directory written, as a string.
 
     Raises:
-      ValueError: unknown signature names, an uninitialised model, a model with variational
-        dequantization, weights the distribution does not hold, or a bad `version`.
+      ValueError: unknown signature names, an uninitialised model, weights the distribution
+        (and dequantizer) do not hold, or a bad `version`.
       FileExistsError: `path/<version>` exists.
     """
     available = signature_names(model)
@@ -372,10 +389,6 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob",
                          f"{'image' if model.is_image else 'vector'} model exports {list(available)}.")
     if serving_default is not None and serving_default not in names:
         raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
-    if getattr(model, "dequantization", "uniform") != "uniform":
-        # the signatures score x + u with the fixed uniform noise; they would drop log q(u | x)
-        raise ValueError(f"export supports uniform dequantization only; this model uses "
-                         f"dequantization={model.dequantization!r}.")
     if not model.is_initialized:
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
                          "(its actnorm layers still hold their zero initial values).")
@@ -488,7 +501,8 @@ def conditional_serving_functions(model):
         label = _check_labels_in_graph(label, k, "log_prob", tf.shape(x)[0])
 
         def full():
-            log_p, nll, bpd = ref().log_prob_and_bpd(*ref().dequantize(x, fixed_noise=True), labels=label)
+            x_pre, log_q = ref().dequantize(x, fixed_noise=True)
+            log_p, nll, bpd = ref().log_prob_and_bpd(x_pre, log_q, labels=label)
             return {"log_prob": log_p, "nll": nll, "bits_per_dim": bpd}
         return _unless_empty(x, full, {"log_prob": no_rows, "nll": no_rows, "bits_per_dim": no_rows})
     fns["log_prob"] = log_prob
@@ -523,7 +537,7 @@ def conditional_serving_functions(model):
     def encode(x, label):
         x = _check_input(x, "encode", "x", event_shape, note)
         label = _check_labels_in_graph(label, k, "encode", tf.shape(x)[0])
-        x_pre = ref().preprocess(x, fixed_noise=True)
+        x_pre = ref().dequantize(x, fixed_noise=True)[0]
         return _unless_empty(x_pre, lambda: {"z": ref().distribution.bijector.inverse(x_pre, conditional_input=context(label))},
                              {"z": tf.zeros([0, *latent_shape], tf.float32)})
     fns["encode"] = encode
@@ -546,7 +560,7 @@ class _ConditionalServing(tf.Module):
 
     def __init__(self, model, fns, names, info):
         super().__init__(name="tfp_glow_conditional_serving")
-        self.flow_variables = list(model.distribution.variables)
+        self.flow_variables = _served_variables(model)
         self.class_log_prior = model.class_log_prior.value
         self.config_json = tf.Variable(json.dumps(info, sort_keys=True), trainable=False, name="config_json")
         for name in names:
@@ -581,10 +595,7 @@ def export_conditional_saved_model(model, path, signatures=None, serving_default
         raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
     if not model.is_initialized:
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first.")
-    flow_ids = {id(v) for v in model.distribution.variables} | {id(model.class_log_prior.value)}
-    missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in flow_ids]
-    if missing:
-        raise ValueError(f"Cannot export: weights not held by the distribution: {missing[:10]}.")
+    _check_variables(model, model.class_log_prior.value)
     path = _target(path, version)
     fns = conditional_serving_functions(model)
     info = _info(model, names, serving_default, num_classes=int(model.num_classes))

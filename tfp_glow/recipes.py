@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from tfp_glow import splits, stability
 from tfp_glow.conditional import make_flow_model
+from tfp_glow.dequantization import DEQUANTIZATIONS
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
@@ -62,6 +63,7 @@ class Recipe:
       epochs, batch_size, steps_per_epoch: the `fit` schedule (`steps_per_epoch=None`: one
         pass over the data).
       learning_rate, warmup_steps, clip_norm: `FlowModel.compile` options.
+      dequantization: `FlowModel`'s `"uniform"` or `"variational"` (images only).
     """
 
     flow: str
@@ -73,6 +75,7 @@ class Recipe:
     learning_rate: float
     warmup_steps: int
     clip_norm: Optional[float]
+    dequantization: str = "uniform"
 
     def merged(self, **values):
         """This recipe with every given value in place of its own (`None` = not given; 0 is given).
@@ -247,6 +250,11 @@ def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
     if flow == "glow" and not image:
         raise OptionError(f"glow works on images [H, W, C]; this is vector data of shape {list(shape)}.",
                           "flow", flow, kind, flow)
+    if overrides.get("dequantization") not in (None, *DEQUANTIZATIONS):
+        raise ValueError(f"dequantization must be one of {DEQUANTIZATIONS}; received {overrides['dequantization']!r}.")
+    if not image and overrides.get("dequantization") == "variational":
+        raise OptionError("variational dequantization applies to image data; this is vector data.",
+                          "dequantization", flow, kind, "variational")
     recipe = _default_recipe(image, shape, flow, data_name).merged(**overrides)
     return recipe.merged(flow_kwargs=_with_model_options(flow, kind, recipe.flow_kwargs, **options))
 
@@ -281,7 +289,8 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
     if recipe is None:
         recipe = recipe_for(info.kind, info.shape, flow, data_name, **overrides)
     with (strategy or tf.distribute.get_strategy()).scope():
-        model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits)
+        model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits,
+                                dequantization=recipe.dequantization)
         model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
                       clip_norm=recipe.clip_norm or None, jit_compile=jit_compile)
     return model, recipe

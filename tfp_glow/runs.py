@@ -200,6 +200,7 @@ def save_run_config(run_dir, model, data_name, extra=None):
         "n_bits": model.n_bits,
         "data": os.fspath(data_name),
         "eval_seed": model.eval_seed,
+        "dequantization": model.dequantization,
         "eval_batch_size": EVAL_BATCH_SIZE,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -293,7 +294,8 @@ def build_model(config, strategy=None):
     try:
         flow_config = FlowConfig.from_dict(config["flow_config"])
         with strategy.scope():
-            return make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234))
+            return make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234),
+                                   dequantization=config.get("dequantization", "uniform"))
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"the run config cannot build a model: {type(e).__name__}: {e}") from e
 

@@ -260,6 +260,9 @@ def build_parser():
     t.add_argument("--n-bits", type=n_bits, default=None,
                    help="bit depth images are reduced to (default: 5 for digits, 8 for other images; "
                         "not used for vectors)")
+    t.add_argument("--dequantization", choices=("uniform", "variational"), default=None,
+                   help="images: uniform noise, or a learned q(u|x) trained jointly (Flow++); the figures are "
+                        "then the variational bound (default: uniform; with --resume: the run's)")
     t.add_argument("--val-fraction", type=fraction, default=DEFAULT_VAL_FRACTION,
                    help="fraction held out for validation (npz/folder/tfds without a validation split)")
     t.add_argument("--test-fraction", type=fraction, default=DEFAULT_TEST_FRACTION,

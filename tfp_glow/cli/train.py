@@ -111,6 +111,10 @@ def _stored_config(args):
     if args.n_bits is not None and args.n_bits != stored["n_bits"]:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --n-bits {stored['n_bits']}.")
     args.n_bits = stored["n_bits"]  # the run's bit depth, never the data kind's default
+    run_deq = stored.get("dequantization", "uniform")
+    if args.dequantization is not None and args.dequantization != run_deq:
+        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --dequantization {run_deq}.")
+    args.dequantization = run_deq
     for key in ("val_fraction", "test_fraction"):
         setattr(args, key, stored.get(key, getattr(args, key)))
     # An image folder is read as the run first read it (size and colour are its identity).
@@ -138,6 +142,7 @@ def _recipe(args, info, data_name, flow, stored):
     shape = tuple(info.shape)
     try:
         recipe = recipes.recipe_for(info.kind, shape, flow, data_name, n_bits=args.n_bits,
+                                    dequantization=args.dequantization,
                                     **{k: getattr(args, k) for k in recipes.MODEL_OPTIONS})
     except recipes.OptionError as e:
         raise CLIError(_option_message(e, data_name, shape)) from e
@@ -166,6 +171,8 @@ def _option_message(e, data_name, shape):
                 f"Use --flow realnvp or --flow nice.")
     if e.option == "n_bits":
         return f"--n-bits applies to image data; {data_name!r} is vector data."
+    if e.option == "dequantization":
+        return f"--dequantization variational applies to image data; {data_name!r} is vector data."
     if e.option == "hidden":
         return f"--hidden for {e.flow} on images is one channel count; got {e.value}."
     return f"--{e.option.replace('_', '-')} does not apply to --flow {e.flow} on {e.kind} data."
@@ -272,16 +279,23 @@ def _count(n):
     return n if n is not None else "?"
 
 
+def _q_parameters(model):
+    deq = getattr(model, "dequantizer", None)
+    return f" (+ {sum(int(np.prod(w.shape)) for w in deq.weights):,} in q(u|x))" if deq is not None else ""
+
+
 def _fit(args, job):
     """Reports the setup, then `fit` with the run's callbacks; a non-finite loss exits with 1."""
     recipe, model, strategy = job.recipe, job.model, job.strategy
     shape_txt = "x".join(str(d) for d in job.info.shape)
     bits_txt = f", {recipe.n_bits} bits" if job.image else ""
+    if recipe.dequantization == "variational":
+        bits_txt += ", variational dequantization (figures are the bound)"
     n = {split: splits.num_examples(x) for split, x in job.parts.items()}
     say(f"tfp-glow train: {recipe.flow} on {job.data_name} ({shape_txt}{bits_txt}); examples: "
         f"{_count(n['train'])} train / {_count(n['validation'])} validation / {_count(n['test'])} test")
     say(f"model: {recipe.flow} {', '.join(f'{k}={v}' for k, v in recipe.flow_kwargs.items())}; "
-        f"{count_parameters(model.distribution):,} parameters; epochs {recipe.epochs}, batch {recipe.batch_size}, "
+        f"{count_parameters(model.distribution):,} parameters{_q_parameters(model)}; epochs {recipe.epochs}, batch {recipe.batch_size}, "
         f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps), clip norm {recipe.clip_norm or 'off'}, "
         f"xla {'on' if model.jit_compile else 'off'}, strategy {args.strategy} "
         f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
