@@ -121,3 +121,9 @@ def test_resume_a_conditional_run(cond_run):
     assert model.num_classes == 10
     with open(os.path.join(run_dir, "metrics.csv")) as f:
         assert len(list(csv.DictReader(f))) == 2  # one row per epoch, across the resume
+    # a plain --resume continues it as the conditional run it is (the run decides, as for its data)
+    rc, out, err = run_cli(["train", "--resume", "--epochs", "3", "--run-dir", run_dir, "--verbose", "0"])
+    assert rc == 0, out + err
+    assert "class-conditional run" in out and "resuming from epoch 2" in out and "test accuracy" in out
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        assert len(list(csv.DictReader(f))) == 3

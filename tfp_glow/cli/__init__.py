@@ -121,7 +121,9 @@ def _main(argv):
         if args.command is None:
             parser.print_help()
             return 0
-        name = "train_conditional" if args.command == "train" and getattr(args, "conditional", False) else args.command
+        name = args.command
+        if name == "train" and (getattr(args, "conditional", False) or _command("train").resumes_conditional_run(args)):
+            name = "train_conditional"
         _command(name).run(args)
         return 0
     except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install

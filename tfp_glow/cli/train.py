@@ -75,6 +75,22 @@ def run(args):
             job.lock.release()
 
 
+def resumes_conditional_run(args):
+    """Whether `--resume` (without `--conditional`) continues a class-conditional run: the run
+    decides, as it does for its data and flow."""
+    if not args.resume or getattr(args, "conditional", False):
+        return False
+    try:
+        stored = _stored_config(args)
+    except (CLIError, ValueError, FileNotFoundError, RuntimeError) as e:
+        raise CLIError(str(e)) from e
+    if not stored["flow_config"].get("kwargs", {}).get("num_classes"):
+        return False
+    say(f"note: {args.run_dir} is a class-conditional run; resuming it as with --conditional")
+    args.conditional = True
+    return True
+
+
 # ------------------------------------------------------------------------------ preparation
 def _plan(args):
     """The data, the recipe and the run directory, from the options (and a resumed run)."""
