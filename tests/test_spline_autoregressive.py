@@ -212,3 +212,16 @@ def test_iaf_is_the_inverse_of_maf_on_the_same_network():
     v = tf.constant(_rng(3).standard_normal((3, 4)))
     np.testing.assert_allclose(iaf.forward(v), maf.inverse(v), rtol=1e-12)
     np.testing.assert_allclose(iaf.inverse(v), maf.forward(v), rtol=1e-12)
+
+
+@pytest.mark.parametrize("inverse_autoregressive", [False, True])
+def test_the_sequential_direction_is_one_loop_whatever_the_dimension(inverse_autoregressive):
+    # Unrolled, D network calls per layer: MAF sampling on 28x28 images (D = 784, 5 layers)
+    # exhausted 24 GB while tracing. A while loop keeps the graph the same size for any D.
+    def graph_size(d):
+        bij = tg.MaskedAutoregressive((d,), "affine", hidden=(8,), inverse_autoregressive=inverse_autoregressive)
+        sequential = bij.inverse if inverse_autoregressive else bij.forward
+        fn = tf.function(lambda v: sequential(v)).get_concrete_function(tf.TensorSpec([None, d], tf.float32))
+        return len(fn.graph.get_operations())
+
+    assert graph_size(256) == graph_size(4)

@@ -265,11 +265,17 @@ class MaskedAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
     def _sequential(self, v):
         """`out_i = tau(v_i; theta_i(out_{<i}))`: D network calls (MAF forward, IAF inverse)."""
         flat = self._flat(v)
-        out = tf.zeros_like(flat)
-        # After step k the first k dimensions in the order are final; at step D the parameters
-        # see only final values, so that step's log-derivatives are exact too.
-        for _ in range(self._size):
+
+        def step(i, out, log_d):
             out, log_d = self._tau(flat, self._params(out), inverse=False)
+            return i + 1, out, log_d
+
+        # After step k the first k dimensions in the order are final; at step D the parameters
+        # see only final values, so that step's log-derivatives are exact too. A while loop, not
+        # a Python one: unrolled, D = 784 steps made a graph that exhausted 24 GB while tracing.
+        _, out, log_d = tf.while_loop(lambda i, out, log_d: i < self._size, step,
+                                      (tf.constant(0), tf.zeros_like(flat), tf.zeros_like(flat)),
+                                      maximum_iterations=self._size)
         return self._unflat(out, v), tf.reduce_sum(log_d, axis=-1)
 
     def _augmented_forward(self, z):
