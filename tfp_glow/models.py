@@ -267,7 +267,9 @@ def nsf_bijector(event_shape, couplings=8, hidden=(128, 128), bins=8, bound=3.0,
     Data -> latent: flatten (images); then `couplings` x (ActNorm, rational-quadratic
     `SplineCoupling` with an MLP conditioner), alternating which half conditions. The ActNorm
     in front of each spline (data-dependent initialisation) brings the data to unit scale,
-    inside the spline's `[-B, B]`; what falls outside passes through the identity tails.
+    inside the spline's `[-B, B]`; what falls outside passes through the identity tails. On
+    flattened images it starts from statistics pooled over the pixels (`ActNorm(pooled_init=)`):
+    per-pixel ones would blow up pixels that are dark in every image of the first batch.
 
     Args:
       event_shape: `[D]`, or `[H, W, C]` (flattened to `D = H*W*C`).
@@ -283,10 +285,11 @@ def nsf_bijector(event_shape, couplings=8, hidden=(128, 128), bins=8, bound=3.0,
       Durkan, Bekasov, Murray & Papamakarios, "Neural Spline Flows", NeurIPS 2019 (RQ-NSF (C)).
     """
     d = int(np.prod(event_shape))
+    image = len(event_shape) > 1  # flattened: each ActNorm starts from statistics over all pixels
     parts = _flatten(event_shape, d)
     for k in range(couplings):
         if actnorm:
-            parts.append(ActNorm(d, dtype=dtype, name=f"actnorm{k}"))
+            parts.append(ActNorm(d, dtype=dtype, name=f"actnorm{k}", pooled_init=image))
         parts.append(SplineCoupling((d,), mask=mask, parity=k % 2, bins=bins, bound=bound, hidden=tuple(hidden),
                                     dtype=dtype, name=f"spline_coupling{k}"))
     return _chain(parts, name="nsf")
@@ -298,7 +301,8 @@ def maf_bijector(event_shape, layers=5, hidden=(128, 128), transform="affine", b
 
     Data -> latent: flatten (images); then `layers` x (ActNorm, `MaskedAutoregressive`), the
     order reversed from one layer to the next. MAF evaluates densities in one pass per layer
-    and samples sequentially; IAF (`iaf=True`) the other way round.
+    and samples sequentially; IAF (`iaf=True`) the other way round. On flattened images each
+    ActNorm starts from statistics pooled over the pixels, as in `nsf_bijector`.
 
     Args:
       event_shape: `[D]`, or `[H, W, C]` (flattened to `D = H*W*C`).
@@ -314,10 +318,11 @@ def maf_bijector(event_shape, layers=5, hidden=(128, 128), transform="affine", b
       Papamakarios, Pavlakou & Murray, "Masked Autoregressive Flow for Density Estimation", NeurIPS 2017.
     """
     d = int(np.prod(event_shape))
+    image = len(event_shape) > 1  # flattened: each ActNorm starts from statistics over all pixels
     parts = _flatten(event_shape, d)
     for k in range(layers):
         if actnorm:
-            parts.append(ActNorm(d, dtype=dtype, name=f"actnorm{k}"))
+            parts.append(ActNorm(d, dtype=dtype, name=f"actnorm{k}", pooled_init=image))
         order = tuple(range(d)) if k % 2 == 0 else tuple(range(d - 1, -1, -1))
         parts.append(MaskedAutoregressive((d,), transform=transform, order=order, hidden=tuple(hidden), bins=bins,
                                           bound=bound, inverse_autoregressive=iaf, dtype=dtype,

@@ -60,8 +60,16 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
     variance keeps `log_scale = 0` (no NaN, no infinity). Variables are Keras weights of an
     `ActNormParameters` layer and are also exposed as `tf.Variable`s to `tf.Module`.
 
+    With `pooled_init`, the initialisation pools the statistics over the channel axis too: every
+    channel starts with the same bias and scale, which normalise the batch as a whole. That is
+    for flattened images, where each pixel is a channel: a pixel that is dark in every image of
+    the batch has a standard deviation of the dequantization noise alone (about 0.001), and
+    per-channel statistics would scale it up about 900-fold, so that the rare image with ink
+    there gets thousands of bits/dim. The parameters are per channel either way and train.
+
     Args:
       channels: Python int, size of the last axis `C`; inputs are `[..., C]`.
+      pooled_init: initialise every channel from statistics over all axes (flattened images).
       validate_args: TFP flag.
       dtype: float dtype; parameters stay in this dtype under mixed precision.
       name: name scope.
@@ -70,10 +78,11 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
     """
 
-    def __init__(self, channels, validate_args=False, dtype=tf.float32, name="actnorm"):
+    def __init__(self, channels, validate_args=False, dtype=tf.float32, name="actnorm", pooled_init=False):
         parameters = dict(locals())
         with tf.name_scope(name) as scope_name:
             self._channels = int(channels)
+            self._pooled_init = bool(pooled_init)
             if self._channels < 1:
                 raise ValueError(f"ActNorm needs channels >= 1; received {channels!r}.")
             self._params = ActNormParameters(self._channels, dtype=tf.as_dtype(dtype).name, name=name)
@@ -100,8 +109,10 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
         """
         check_channels(x, self._channels, self.name)
         x = tf.cast(x, self.dtype)
-        axes = list(range(x.shape.rank - 1))
+        axes = list(range(x.shape.rank if self._pooled_init else x.shape.rank - 1))
         mean, var = tf.nn.moments(x, axes=axes)
+        if self._pooled_init:
+            mean, var = tf.fill([self._channels], mean), tf.fill([self._channels], var)
         # A constant channel shows a variance of rounding size (~(eps * mean)^2), not 0: treat
         # anything below that floor as zero variance and keep unit scale there.
         info = np.finfo(self.dtype.as_numpy_dtype)
