@@ -37,6 +37,7 @@ REGISTRY = {
     "affine_coupling_half": lambda dt: (tg.AffineCoupling((6,), "half", parity=1, hidden=(16,), dtype=dt), (6,)),
     "affine_coupling_alternate": lambda dt: (tg.AffineCoupling((5,), "alternate", hidden=(16,), scale_fn="tanh", dtype=dt), (5,)),
     "actnorm": lambda dt: (tg.ActNorm(3, dtype=dt), (3, 3, 3)),
+    "actnorm_pooled_init": lambda dt: (tg.ActNorm(6, dtype=dt, pooled_init=True), (6,)),
     "conv1x1_lu": lambda dt: (tg.InvertibleConv1x1(4, lu=True, seed=0, dtype=dt), (3, 3, 4)),
     "conv1x1_plain": lambda dt: (tg.InvertibleConv1x1(4, lu=False, seed=0, dtype=dt), (3, 3, 4)),
     "squeeze": lambda dt: (tg.Squeeze(dtype=dt), (4, 4, 2)),

@@ -69,10 +69,10 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
 
     Args:
       channels: Python int, size of the last axis `C`; inputs are `[..., C]`.
-      pooled_init: initialise every channel from statistics over all axes (flattened images).
       validate_args: TFP flag.
       dtype: float dtype; parameters stay in this dtype under mixed precision.
       name: name scope.
+      pooled_init: initialise every channel from statistics over all axes (flattened images).
 
     References:
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
