@@ -41,7 +41,6 @@ import tensorflow as tf
 
 from tfp_glow import splits, stability
 from tfp_glow.conditional import make_flow_model
-from tfp_glow.dequantization import DEQUANTIZATIONS
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
@@ -250,8 +249,6 @@ def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
     if flow == "glow" and not image:
         raise OptionError(f"glow works on images [H, W, C]; this is vector data of shape {list(shape)}.",
                           "flow", flow, kind, flow)
-    if overrides.get("dequantization") not in (None, *DEQUANTIZATIONS):
-        raise ValueError(f"dequantization must be one of {DEQUANTIZATIONS}; received {overrides['dequantization']!r}.")
     if not image and overrides.get("dequantization") == "variational":
         raise OptionError("variational dequantization applies to image data; this is vector data.",
                           "dequantization", flow, kind, "variational")

@@ -297,7 +297,7 @@ def _count(n):
 
 def _q_parameters(model):
     deq = getattr(model, "dequantizer", None)
-    return f" (+ {sum(int(np.prod(w.shape)) for w in deq.weights):,} in q(u|x))" if deq is not None else ""
+    return f" (+ {count_parameters(deq):,} in q(u|x))" if deq is not None else ""
 
 
 def _fit(args, job):
