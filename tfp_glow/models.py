@@ -16,6 +16,7 @@ from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, Chain
                                 InvertibleConv1x1, LearnedPrior, MaskedAutoregressive, Split, SplineCoupling,
                                 Squeeze)
 from tfp_glow.bijectors.validation import CheckInput
+from tfp_glow.bijectors.coupling import DEFAULT_SCALE_MIN
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -90,7 +91,8 @@ def _chain(data_to_latent, name):
 
 
 def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True,
-                  learn_top=True, split_prior=True, seed=0, dtype=tf.float32, _level=0, num_classes=0):
+                  learn_top=True, split_prior=True, seed=0, dtype=tf.float32, _level=0, num_classes=0,
+                  scale_min=DEFAULT_SCALE_MIN):
     """Glow's multi-scale bijector over `[H, W, C]`.
 
     Each level (data -> latent): squeeze; `steps` x (actnorm, invertible 1x1 conv, coupling on a
@@ -112,6 +114,8 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
         (TFP kwarg `conditional_input`): every coupling network sees it, and the split priors
         and the top prior (always present then) take a learned per-class offset of their mean
         and log-scale (openai/glow's `ycond`). 0: unconditional.
+      scale_min: the floor `s_min` of the affine couplings' density-pass scale
+        (`AffineCoupling`'s `scale_min`).
 
     References:
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
@@ -127,18 +131,21 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
     parts = [tfb.Invert(Squeeze(dtype=dtype), name=f"level{_level}_squeeze")]
     for k in range(steps):
         tag = f"level{_level}_step{k}"
+        coupling_kwargs = {"scale_min": scale_min} if coupling == "affine" else {}
         cls = AffineCoupling if coupling == "affine" else AdditiveCoupling
         step = _chain([
             ActNorm(sq[-1], dtype=dtype, name=f"{tag}_actnorm"),
             InvertibleConv1x1(sq[-1], lu=lu, seed=seed * 100003 + _level * 1009 + k, dtype=dtype,
                               name=f"{tag}_conv1x1"),
-            cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling", context_dim=k_ctx),
+            cls(sq, mask="channel", hidden=hidden_channels, dtype=dtype, name=f"{tag}_coupling", context_dim=k_ctx,
+                **coupling_kwargs),
         ], name=tag)
         step._flow_unit = "step"  # a unit for gradient recomputation
         parts.append(step)
     if _level + 1 < levels:
         inner = glow_bijector((sq[0], sq[1], sq[2] // 2), levels, steps, hidden_channels, coupling, lu,
-                              learn_top, split_prior, seed, dtype, _level + 1, num_classes=num_classes)
+                              learn_top, split_prior, seed, dtype, _level + 1, num_classes=num_classes,
+                              scale_min=scale_min)
         parts.append(Split(sq, inner=inner, learn_prior=split_prior, dtype=dtype, name=f"level{_level}_split",
                            context_dim=k_ctx))
     elif learn_top or k_ctx:

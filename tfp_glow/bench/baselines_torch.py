@@ -155,8 +155,9 @@ def finite_sample_fraction(model, n=64, temperature=1.0, seed=0):
 
 def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size=64, learning_rate=1e-3,
                      warmup_steps=0, clip_norm=None, seed=0, budget_s=600.0, curve_every=10, eval_seed=1234,
-                     threads=None):
-    """Train normflows' Glow for `budget_s` seconds of wall clock, then measure it.
+                     threads=None, budget_points=None):
+    """Train normflows' Glow for `budget_s` seconds of wall clock (or to the last of
+    `budget_points`), measuring test bits/dim at each point, then measure it.
 
     Adam (`learning_rate`, linear warmup over `warmup_steps`), global-norm gradient clipping at
     `clip_norm` (None: off), a step whose loss or gradient norm is not finite is skipped (no
@@ -169,14 +170,17 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
       train_x, test_x: uint8 `[N, H, W, C]` numpy arrays.
       levels, steps, hidden_channels: the Glow (see `build_glow`).
       batch_size, learning_rate, warmup_steps, clip_norm, seed: training.
-      budget_s: wall-clock seconds of training.
+      budget_s: wall-clock seconds of training (when `budget_points` is `None`).
+      budget_points: `[(unit, value), ...]` as `tfp_glow.bench.quality_config.budget_points`
+        gives them (`"s"` or `"step"`): test bits/dim is measured at each, with the clock
+        stopped, and the last one ends the run.
       curve_every: record `(elapsed s, step, mean train bits/dim of the finite batches since the
         previous record)` every this many steps (and after step 1 and the last step).
       eval_seed: seed of the fixed test noise (ours: `FlowModel(eval_seed=1234)`).
       threads: torch intra-op threads (default `os.cpu_count()`).
 
     Returns:
-      A JSON-ready dict: `test_bpd`, `img_per_s`, `img_per_s_after_first`, `steps`,
+      A JSON-ready dict: `test_bpd`, `at_budget` (one record per budget point), `img_per_s`, `img_per_s_after_first`, `steps`,
       `nonfinite_steps`, `first_step_s`, `train_s`, `init_s`, `eval_s`,
       `finite_samples` (`{"1.0": f, "0.7": f}`), `params`, `curve`, `final_train_bpd`.
     """
@@ -202,6 +206,9 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
     first_step_s = None
     max_norm = float(clip_norm) if clip_norm else float("inf")
     idx = first_idx
+    points = list(budget_points or [("s", float(budget_s))])
+    at_budget = []
+    reached = lambda: (elapsed if points[len(at_budget)][0] == "s" else step) >= points[len(at_budget)][1]  # noqa: E731
     t0 = time.perf_counter()
     while True:
         for group in optimizer.param_groups:
@@ -228,23 +235,34 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
         if first_step_s is None:
             first_step_s = now - t0
         elapsed = now - t0
-        done = elapsed >= budget_s
-        if step == 1 or step % curve_every == 0 or done:
+        hit = reached()
+        if step == 1 or step % curve_every == 0 or hit:
             curve.append([elapsed, step, float(np.mean(window)) if window else float("nan")])
             window = []
-        if done:
+        while hit:  # measure with the clock stopped; a slow step may pass several points
+            t = time.perf_counter()
+            test = evaluate_bpd(model, test_x, image_shape, eval_seed)
+            model.train()
+            at_budget.append({"unit": points[len(at_budget)][0], "budget": points[len(at_budget)][1],
+                              "elapsed_s": elapsed, "step": step, "test_bpd": test,
+                              "measure_s": time.perf_counter() - t})
+            t0 += time.perf_counter() - t
+            hit = len(at_budget) < len(points) and reached()
+        if len(at_budget) == len(points):
             break
         idx = next(batches)
-    train_s = time.perf_counter() - t0
+    train_s = elapsed  # training time only: the measurements stopped the clock
 
     t_eval = time.perf_counter()
-    test_bpd = evaluate_bpd(model, test_x, image_shape, eval_seed)
+    test_bpd = at_budget[-1]["test_bpd"]
     finite = {f"{t:.1f}": finite_sample_fraction(model, 64, t, seed=0) for t in (1.0, 0.7)}
     eval_s = time.perf_counter() - t_eval
     after = train_s - first_step_s
     return {
         "status": "ok",
         "test_bpd": test_bpd,
+        "at_budget": at_budget,
+        "seed": seed,
         "img_per_s": step * batch_size / train_s,
         "img_per_s_after_first": (step - 1) * batch_size / after if step > 1 and after > 0 else None,
         "steps": step,

@@ -39,7 +39,7 @@ import sys
 import time
 
 from tfp_glow.bench import quality_report, quality_sides
-from tfp_glow.bench.quality_config import JSON_TAG, PROG, build_parser, child_argv, config_from_args
+from tfp_glow.bench.quality_config import JSON_TAG, PROG, build_parser, child_argv, config_from_args, run_labels
 
 
 # ---------------------------------------------------------------------------------- parent
@@ -63,18 +63,21 @@ def _others_cpu_cores(before, after, seconds):
     return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / seconds)
 
 
-def run_side(side, cfg, timeout=None):
-    """Run one side in a fresh subprocess; returns its results dict (status ok/unavailable/failed)."""
+def run_side(side, cfg, timeout=None, seed=None, variant=None):
+    """Run one side (ours: one `variant`) with `seed` in a fresh subprocess; returns its results
+    dict (status ok/unavailable/failed)."""
     if side == "normflows":
         msg = quality_sides.peer_unavailable()
         if msg:
             return {"status": "unavailable", "message": msg}
-    timeout = timeout or cfg["budget"] * 1.5 + 900
+    if timeout is None:  # generous: a step takes well under 5 s at the bench's sizes
+        timeout = (cfg["budget"] * 1.5 if cfg["budget"] else cfg["step_budgets"][-1] * 5.0) + 900
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
     cpu0 = _cpu_snapshot()
     t = time.perf_counter()
     try:
-        out = subprocess.run(child_argv(side, cfg), capture_output=True, text=True, timeout=timeout, env=env)
+        out = subprocess.run(child_argv(side, cfg, seed=seed, variant=variant), capture_output=True, text=True,
+                             timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": "failed", "message": f"timed out after {timeout:.0f} s"}
     for line in out.stdout.splitlines():
@@ -88,30 +91,38 @@ def run_side(side, cfg, timeout=None):
 
 
 def run(cfg, stream=None):
-    """Run the requested sides one after the other; print the table; write the JSON and PNG."""
+    """Run every label (our variants, the peer) once per seed, alternating within a seed so
+    drift of the machine reaches all of them alike; print the tables; write the JSON and PNG.
+
+    Returns:
+      `{label: [results dict per seed]}`.
+    """
     say = lambda *a: print(*a, file=stream or sys.stdout, flush=True)  # noqa: E731
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     say(f"{PROG}: {quality_report.describe(cfg)}")
-    say(f"  {os.cpu_count()} CPU cores, load average {load} at start; each side in its own subprocess")
-    results = {}
-    for side in cfg["which"]:
-        say(f"  running {side} ...")
-        results[side] = run_side(side, cfg)
-        r = results[side]
-        if r.get("status") == "ok":
-            say(f"  {side}: {r['steps']} steps in {r['train_s']:.0f} s, test bits/dim {r['test_bpd']:.3f}")
-        else:
-            say(f"  {side}: {r['status']}: {r.get('message', '')}")
+    say(f"  {os.cpu_count()} CPU cores, load average {load} at start; each run in its own subprocess")
+    labels = run_labels(cfg)
+    runs = {label: [] for label in labels}
+    for seed in cfg["seeds"]:
+        for label in labels:
+            side = "normflows" if label == "normflows" else "ours"
+            say(f"  running {label}, seed {seed} ...")
+            r = run_side(side, cfg, seed=seed, variant=None if side == "normflows" else label)
+            runs[label].append(r)
+            if r.get("status") == "ok":
+                say(f"  {label}: {r['steps']} steps in {r['train_s']:.0f} s, test bits/dim {r['test_bpd']:.3f}")
+            else:
+                say(f"  {label}: {r['status']}: {r.get('message', '')}")
     say("")
-    say(quality_report.format_table(results, cfg))
+    say(quality_report.format_table(runs, cfg))
     os.makedirs(cfg["out"], exist_ok=True)
-    png = quality_report.plot_curves(results, cfg, os.path.join(cfg["out"], "bits_per_dim_vs_time.png"))
+    png = quality_report.plot_curves(runs, cfg, os.path.join(cfg["out"], "bits_per_dim_curves.png"))
     path = os.path.join(cfg["out"], "results.json")
     with open(path, "w") as f:
-        json.dump({"config": cfg, "results": results, "cpu_count": os.cpu_count(),
-                   "load_average_end": os.getloadavg()}, f, indent=1)
+        json.dump({"config": cfg, "runs": runs, "summary": quality_report.summarize(runs, cfg),
+                   "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}, f, indent=1)
     say(f"\n  wrote {path}" + (f" and {png}" if png else ""))
-    return results
+    return runs
 
 
 def main(argv=None):
@@ -127,6 +138,6 @@ def main(argv=None):
         res = quality_sides.run_child(args.child, cfg)
         print(JSON_TAG + json.dumps(res), flush=True)
         return 0
-    results = run(cfg)
-    failed = [s for s, r in results.items() if r.get("status") == "failed"]
+    runs = run(cfg)
+    failed = [label for label, rs in runs.items() if any(r.get("status") == "failed" for r in rs)]
     return 1 if failed else 0

@@ -38,24 +38,75 @@ def positive_int(value, name):
     return int(value)
 
 
+def _number_list(value, name, cast, what):
+    """`value` (a number, a sequence, or text `"300,600"`) as a sorted list of distinct positive
+    numbers, else a `ValueError` naming option `name`."""
+    items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
+    out = []
+    for item in items:
+        try:
+            v = cast(str(item).strip()) if isinstance(item, str) else cast(item)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be {what}; received {value!r}.") from None
+        if isinstance(item, bool) or not math.isfinite(v) or v <= 0 or (cast is int and v != float(item)):
+            raise ValueError(f"{name} must be {what}; received {value!r}.")
+        out.append(v)
+    if not out:
+        raise ValueError(f"{name} must be {what}; received {value!r}.")
+    return sorted(set(out))
+
+
+def parse_variant(text):
+    """`"NAME:key=value,key=value"` (or `"key=value,..."`, named after its options) as
+    `(name, {key: text})`; a bare `NAME` has no options. The values are checked by
+    `quality_variants.parse_options`."""
+    if ":" in text:
+        name, _, spec = text.partition(":")
+    else:  # a bare name, or bare options
+        name, spec = ("", text) if "=" in text else (text, "")
+    options = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValueError(f"--ours takes NAME:key=value,key=value; {part!r} in {text!r} is not key=value.")
+        options[key.strip()] = value.strip()
+    name = name.strip() or ("ours" if not options else ",".join(f"{k}={v}" for k, v in options.items()))
+    if name in SIDES[1:]:
+        raise ValueError(f"--ours variant name {name!r} is the peer's name; choose another.")
+    return name, options
+
+
 def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidden=None, batch_size=None,
                    learning_rate=None, warmup_steps=None, clip_norm=None, seed=0, which=SIDES,
-                   curve_every=10, out="bench_quality", clip_norm_given=False, torch_threads=None):
+                   curve_every=10, out="bench_quality", clip_norm_given=False, torch_threads=None,
+                   step_budget=None, seeds=1, variants=None):
     """Check the options and fill the unset ones from the recipe (or fallback); returns a dict.
 
     `clip_norm=None` means "the default" unless `clip_norm_given` (then it means off).
+    `budget` is one or several wall-clock budgets in seconds (`"300,600,1800"`): each side
+    trains once, to the largest, and its test bits/dim is measured at every one of them (the
+    clock stops while it is measured). `step_budget` does the same in optimizer steps, for
+    equal-step curves, and replaces the seconds. `seeds` repeats every side with seeds
+    `seed .. seed + seeds - 1`. `variants` are our side's settings, `"NAME:key=value,..."`
+    each (`quality_variants.OURS_OPTIONS`), for an ablation in one run; default one, `ours`.
 
     Raises:
       ValueError: with a message naming the option and what it accepts.
     """
     if data not in DATA_SHAPES:
         raise ValueError(f"unknown --data {data!r}; choose from {', '.join(DATA_SHAPES)} (offline image sets).")
-    try:
-        budget = float(budget)
-    except (TypeError, ValueError):
-        raise ValueError(f"--budget must be a number of seconds > 0; received {budget!r}.") from None
-    if not math.isfinite(budget) or budget <= 0:
-        raise ValueError(f"--budget must be a number of seconds > 0; received {budget!r}.")
+    if step_budget is not None:
+        step_budgets = _number_list(step_budget, "--step-budget", int, "positive step counts, comma-separated")
+        budgets, budget = [], None
+    else:
+        step_budgets = []
+        budgets = _number_list(budget, "--budget", float, "a number of seconds > 0 (or several, comma-separated)")
+        budget = budgets[-1]
+    seeds = positive_int(seeds, "--seeds")
+    parsed = [parse_variant(v) for v in (variants or ["ours"])]
+    names = [n for n, _ in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--ours variants need distinct names; received {names}.")
     if isinstance(which, str):
         which = [w.strip() for w in which.split(",") if w.strip()]
     which = list(dict.fromkeys(which))
@@ -86,9 +137,24 @@ def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidde
                          f"divisible by {f}, but {data} images are {shape[0]}x{shape[1]}; use --levels {fit} or fewer.")
     positive_int(curve_every, "--curve-every")
     torch_threads = os.cpu_count() if torch_threads is None else positive_int(torch_threads, "--torch-threads")
-    cfg.update(data=data, shape=list(shape), budget=budget, seed=int(seed), which=which,
+    cfg.update(data=data, shape=list(shape), budget=budget, budgets=budgets, step_budgets=step_budgets,
+               seed=int(seed), seeds=[int(seed) + i for i in range(seeds)], variants=dict(parsed), which=which,
                curve_every=int(curve_every), out=out, torch_threads=int(torch_threads), defaults_source=source)
     return cfg
+
+
+def budget_points(cfg):
+    """`[(unit, value), ...]`: where a side's test bits/dim is measured, in order; the last one
+    ends its run. `unit` is `"s"` (wall clock) or `"step"`."""
+    if cfg["step_budgets"]:
+        return [("step", int(v)) for v in cfg["step_budgets"]]
+    return [("s", float(v)) for v in cfg["budgets"]]
+
+
+def run_labels(cfg):
+    """The labels of the runs, in order: our variants (if `ours` is asked for), then the peer."""
+    labels = list(cfg["variants"]) if "ours" in cfg["which"] else []
+    return labels + [s for s in cfg["which"] if s != "ours"]
 
 
 def _clip_arg(text):
@@ -117,7 +183,15 @@ def build_parser(prog=PROG):
                "The normflows side needs torch and normflows: pip install \"tfp_glow[bench]\".",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="digits28", help=f"image set: {', '.join(DATA_SHAPES)} (default digits28)")
-    p.add_argument("--budget", type=float, default=600.0, help="training seconds per side (default 600)")
+    p.add_argument("--budget", default="600",
+                   help="training seconds per side, or several comma-separated (300,600,1800): one run to the "
+                        "largest, test bits/dim measured at each (default 600)")
+    p.add_argument("--step-budget", default=None,
+                   help="instead of seconds: optimizer steps, one or several comma-separated (500,1000,2000), "
+                        "for equal-step curves")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat every side with this many seeds (--seed, --seed + 1, ...); the table gives "
+                        "the mean and spread (default 1)")
     a = p.add_argument_group("architecture (default: the recipe for --data)")
     a.add_argument("--levels", type=int, default=None, help="L, levels/squeezes")
     a.add_argument("--steps", type=int, default=None, help="K, flow steps per level")
@@ -131,6 +205,10 @@ def build_parser(prog=PROG):
     t.add_argument("--seed", type=int, default=0, help="seed of both sides (default 0)")
     r = p.add_argument_group("run")
     r.add_argument("--which", default=",".join(SIDES), help="sides to run, comma-separated (default ours,normflows)")
+    r.add_argument("--ours", action="append", default=None, metavar="NAME:KEY=VALUE,...",
+                   help="a variant of our side for an ablation, repeatable: e.g. --ours base: --ours "
+                        "smin0:scale_min=0 --ours ema:ema=0.999 (keys: tfp_glow.bench.quality_variants.OURS_OPTIONS). "
+                        "Default: one variant, ours, with the recipe's settings")
     r.add_argument("--curve-every", type=int, default=10, help="steps between curve points (default 10)")
     r.add_argument("--out", default="bench_quality", help="output directory (default bench_quality/)")
     r.add_argument("--torch-threads", type=int, default=None,
@@ -147,15 +225,27 @@ def config_from_args(args):
                           hidden=args.hidden, batch_size=args.batch_size, learning_rate=args.lr,
                           warmup_steps=args.warmup_steps, clip_norm=getattr(args, "clip_norm", None),
                           clip_norm_given=given, seed=args.seed, which=args.which, curve_every=args.curve_every,
-                          out=args.out, torch_threads=args.torch_threads)
+                          out=args.out, torch_threads=args.torch_threads, step_budget=args.step_budget,
+                          seeds=args.seeds, variants=args.ours)
 
 
-def child_argv(side, cfg):
-    """The command line of one side's subprocess, every value explicit."""
+def child_argv(side, cfg, seed=None, variant=None):
+    """The command line of one run's subprocess, every value explicit: `side` with `seed`
+    (default `cfg["seed"]`) and, for ours, the named `variant` of `cfg["variants"]`."""
+    if cfg["step_budgets"]:
+        budget = ["--step-budget", ",".join(str(v) for v in cfg["step_budgets"])]
+    else:
+        budget = ["--budget", ",".join(repr(v) for v in cfg["budgets"])]
+    ours = []
+    if side == "ours":
+        variant = variant or next(iter(cfg["variants"]))
+        spec = ",".join(f"{k}={v}" for k, v in cfg["variants"][variant].items())
+        ours = ["--ours", f"{variant}:{spec}"]
+    seed = cfg["seed"] if seed is None else seed
     return [sys.executable, "-m", "tfp_glow.bench", "--quality", "--child", side, "--data", cfg["data"],
-            "--budget", repr(cfg["budget"]), "--levels", str(cfg["levels"]), "--steps", str(cfg["steps"]),
+            *budget, *ours, "--levels", str(cfg["levels"]), "--steps", str(cfg["steps"]),
             "--hidden", str(cfg["hidden"]), "--batch-size", str(cfg["batch_size"]),
             "--lr", repr(cfg["learning_rate"]), "--warmup-steps", str(cfg["warmup_steps"]),
             "--clip-norm", "none" if cfg["clip_norm"] is None else repr(cfg["clip_norm"]),
-            "--seed", str(cfg["seed"]), "--curve-every", str(cfg["curve_every"]), "--which", side,
+            "--seed", str(seed), "--curve-every", str(cfg["curve_every"]), "--which", side,
             "--torch-threads", str(cfg["torch_threads"])]

@@ -1,13 +1,13 @@
 """What one child process of `tfp-glow bench --quality` runs: one side, trained and measured.
 
-`run_ours` trains our Glow with `FlowModel.fit` under a `WallClockBudget` callback;
+`run_ours` trains our Glow (one variant, `quality_variants`) with `FlowModel.fit` under a
+`BudgetCallback`, which measures test bits/dim at every budget point with the clock stopped;
 `run_normflows` hands the same configuration to the PyTorch peer
 (`tfp_glow.bench.baselines_torch`), imported here only when that side runs, since it imports
 torch and normflows (an "unavailable" record when they are missing). Both return the same
 JSON-ready results dict.
 """
 import importlib.util
-import inspect
 import time
 
 import keras
@@ -16,6 +16,7 @@ import numpy as np
 from tfp_glow import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
 from tfp_glow import models, training
+from tfp_glow.bench import quality_config, quality_variants
 
 EVAL_SEED = 1234  # FlowModel's default eval_seed: the fixed test noise of both sides
 TEMPERATURES = (1.0, 0.7)
@@ -33,39 +34,26 @@ def _finite_fraction(x):
     return float(np.isfinite(x.reshape(len(x), -1)).all(axis=1).mean())
 
 
-def compile_ours(model, learning_rate, warmup_steps, clip_norm):
-    """`model.compile` with warmup and clipping where `FlowModel.compile` takes them.
+class BudgetCallback(keras.callbacks.Callback):
+    """Stops `fit` at the last budget point; measures test bits/dim at every one; records a curve.
 
-    Returns a note for the report: how the optimizer was set up.
-    """
-    params = inspect.signature(training.FlowModel.compile).parameters
-    if "warmup_steps" in params:
-        # like the peer, never give up on a run of non-finite steps: skip them all and count them
-        extra = {"max_nonfinite_steps": None} if "max_nonfinite_steps" in params else {}
-        model.compile(learning_rate=learning_rate, warmup_steps=warmup_steps, clip_norm=clip_norm, **extra)
-        return "FlowModel.compile(learning_rate, warmup_steps, clip_norm)"
-    model.compile(keras.optimizers.Adam(learning_rate))
-    note = "Adam(lr) (FlowModel.compile takes no warmup_steps/clip_norm yet)"
-    if warmup_steps or clip_norm:
-        note += f": warmup {warmup_steps} and clip {clip_norm} NOT applied to ours"
-    return note
-
-
-class WallClockBudget(keras.callbacks.Callback):
-    """Stops `fit` once `budget_s` seconds have passed since `t0`; records a bits/dim curve.
-
-    Every `curve_every` steps (and after step 1 and the last step) it appends
+    `points` are `quality_config.budget_points`: `("s", seconds)` since `t0`, or
+    `("step", n)`. When a point is reached, `measure()` runs (test bits/dim) with the clock
+    stopped: its time is added to `t0`, so elapsed seconds count training only. Every
+    `curve_every` steps (and after step 1 and the last step) it appends
     `(elapsed s, step, mean train bits/dim since the previous point)`: it reads the model's
     `bits_per_dim` metric and then resets that metric alone, so each point averages its window.
     """
 
-    def __init__(self, budget_s, curve_every=10, t0=None, metric="bits_per_dim"):
+    def __init__(self, points, curve_every=10, measure=None, t0=None, metric="bits_per_dim"):
         super().__init__()
-        self.budget_s = float(budget_s)
+        self.points = list(points)
         self.curve_every = int(curve_every)
+        self.measure = measure
         self.t0 = t0
         self.metric = metric
         self.curve = []
+        self.at_budget = []
         self.steps = 0
         self.first_step_s = None
         self.t_first_end = None
@@ -75,10 +63,15 @@ class WallClockBudget(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.t0 is None:
             self.t0 = time.perf_counter()
+        self.t0_start = self.t0
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.steps == 0:
             self._t_first_begin = time.perf_counter()
+
+    def _reached(self, elapsed):
+        unit, value = self.points[len(self.at_budget)]
+        return (elapsed if unit == "s" else self.steps) >= value
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
@@ -88,15 +81,24 @@ class WallClockBudget(keras.callbacks.Callback):
             self.first_step_s = now - self._t_first_begin
             self.t_first_end = now
         elapsed = now - self.t0
-        done = elapsed >= self.budget_s
+        self.train_s = elapsed  # training time only: measurements stop the clock
+        reached = self._reached(elapsed)
         self.last_logs = dict(logs or {})
-        if self.steps == 1 or self.steps % self.curve_every == 0 or done:
+        if self.steps == 1 or self.steps % self.curve_every == 0 or reached:
             value = float(self.last_logs.get(self.metric, float("nan")))
             self.curve.append([elapsed, self.steps, value])
             for m in self.model.metrics:
                 if m.name == self.metric:
                     m.reset_state()
-        if done:
+        while reached:  # a slow step may pass several points at once
+            t = time.perf_counter()
+            unit, value = self.points[len(self.at_budget)]
+            test = self.measure() if self.measure else None
+            self.at_budget.append({"unit": unit, "budget": value, "elapsed_s": elapsed, "step": self.steps,
+                                   "test_bpd": test, "measure_s": time.perf_counter() - t})
+            self.t0 += time.perf_counter() - t
+            reached = len(self.at_budget) < len(self.points) and self._reached(elapsed)
+        if len(self.at_budget) == len(self.points):
             self.model.stop_training = True
 
 
@@ -116,25 +118,40 @@ def _nonfinite_from(model, logs):
     return None
 
 
-def run_ours(cfg):
-    """Train our Glow for the budget with `fit` and measure it; returns the results dict."""
+def build_ours(cfg, shape, options):
+    """Our compiled `FlowModel` for a variant (`quality_variants.ours_settings`); returns
+    `(model, note)`, the note saying how it was set up."""
+    s = quality_variants.ours_settings(cfg, options)
+    keras.mixed_precision.set_global_policy("float32" if s["mixed_precision"] == "none" else s["mixed_precision"])
+    model = training.FlowModel(models.FlowConfig("glow", shape, s["flow_kwargs"]), n_bits=8, eval_seed=EVAL_SEED)
+    if s["conv_init"] == "torch":
+        quality_variants.torch_default_init(model, cfg["seed"])
+    model.compile(s["optimizer"], **s["compile"])
+    opt = model.optimizer
+    note = (f"{type(opt).__name__}(epsilon={opt.epsilon:g}), warmup {s['compile']['warmup_steps']}, clip "
+            f"{s['compile']['clip_norm']}, policy {keras.mixed_precision.dtype_policy().name}")
+    return model, note + "".join(f", {k}={v}" for k, v in options.items())
+
+
+def run_ours(cfg, variant=None):
+    """Train our Glow (one variant of `cfg["variants"]`) with `fit` to its budgets and measure it."""
     train_x, _ = data_lib.get_source(cfg["data"], "train")
     test_x, _ = data_lib.get_source(cfg["data"], "test")
     shape = tuple(int(d) for d in train_x.shape[1:])
+    variant = variant or next(iter(cfg["variants"]))
     keras.utils.set_random_seed(cfg["seed"])
     t_init = time.perf_counter()
-    model = training.FlowModel(models.FlowConfig(
-        "glow", shape, dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"])), n_bits=8,
-        eval_seed=EVAL_SEED)
-    optimizer_note = compile_ours(model, cfg["learning_rate"], cfg["warmup_steps"], cfg["clip_norm"])
+    model, optimizer_note = build_ours(cfg, shape, cfg["variants"][variant])
     ds = data_lib.make_dataset(train_x, cfg["batch_size"], shuffle=True, seed=cfg["seed"], drop_remainder=True,
                                repeat=True)
     if not model.is_initialized:  # what fit would do first, here before the clock starts
         for first in ds.take(1):
             model.initialize(first)
     init_s = time.perf_counter() - t_init
+    test_ds = data_lib.make_dataset(test_x, 256, shuffle=False)
+    measure = lambda: float(model.evaluate(test_ds, return_dict=True, verbose=0)["bits_per_dim"])  # noqa: E731
 
-    budget = WallClockBudget(cfg["budget"], cfg["curve_every"])
+    budget = BudgetCallback(quality_config.budget_points(cfg), cfg["curve_every"], measure=measure)
     budget.t0 = time.perf_counter()
     stopped = None
     try:
@@ -144,17 +161,20 @@ def run_ours(cfg):
     if not budget.steps:
         raise RuntimeError(f"our model did not finish a single training step: {stopped}")
     steps = budget.steps
-    train_s = budget.t_last_end - budget.t0
+    train_s = budget.train_s
 
     t_eval = time.perf_counter()
-    test = model.evaluate(data_lib.make_dataset(test_x, 256, shuffle=False), return_dict=True, verbose=0)
+    test_bpd = budget.at_budget[-1]["test_bpd"] if len(budget.at_budget) == len(budget.points) else measure()
     finite = {f"{t:.1f}": _finite_fraction(model.sample(N_SAMPLES, temperature=t, seed=0)) for t in TEMPERATURES}
     eval_s = time.perf_counter() - t_eval
-    after = budget.t_last_end - budget.t_first_end
+    after = train_s - (budget.t_first_end - budget.t0_start)
     weights_finite = all(bool(np.isfinite(np.asarray(v)).all()) for v in model.trainable_variables)
     return {
         "status": "ok",
-        "test_bpd": float(test["bits_per_dim"]),
+        "variant": variant,
+        "seed": cfg["seed"],
+        "test_bpd": test_bpd,
+        "at_budget": budget.at_budget,
         "img_per_s": steps * cfg["batch_size"] / train_s,
         "img_per_s_after_first": (steps - 1) * cfg["batch_size"] / after if steps > 1 and after > 0 else None,
         "steps": steps,
@@ -210,10 +230,10 @@ def run_normflows(cfg):
     return baselines_torch.train_for_budget(
         train_x, test_x, cfg["levels"], cfg["steps"], cfg["hidden"], batch_size=cfg["batch_size"],
         learning_rate=cfg["learning_rate"], warmup_steps=cfg["warmup_steps"], clip_norm=cfg["clip_norm"],
-        seed=cfg["seed"], budget_s=cfg["budget"], curve_every=cfg["curve_every"], eval_seed=EVAL_SEED,
-        threads=cfg["torch_threads"])
+        seed=cfg["seed"], budget_points=quality_config.budget_points(cfg), curve_every=cfg["curve_every"],
+        eval_seed=EVAL_SEED, threads=cfg["torch_threads"])
 
 
-def run_child(side, cfg):
+def run_child(side, cfg, variant=None):
     """One side, in this process: the results dict (never raises for a missing peer)."""
-    return run_ours(cfg) if side == "ours" else run_normflows(cfg)
+    return run_ours(cfg, variant) if side == "ours" else run_normflows(cfg)

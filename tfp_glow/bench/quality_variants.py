@@ -1,0 +1,151 @@
+"""Variants of our side of `tfp-glow bench --quality`: one setting changed at a time, for an
+ablation against the peer in one run.
+
+A variant is `NAME:key=value,key=value` on the command line (`--ours`, repeatable). Every
+key of `OURS_OPTIONS` changes one thing that differs between our Glow and normflows' (or that
+the best likelihood models add for long runs); `ours_settings` checks the values and splits
+them into what the model builder, the optimizer and `FlowModel.compile` take.
+
+    --ours base:                               # the recipe's settings
+    --ours smin0:scale_min=0                   # no floor under the coupling's density-pass scale
+    --ours eps8:epsilon=1e-8                   # PyTorch's Adam epsilon (Keras': 1e-7)
+    --ours torchinit:conv_init=torch           # PyTorch's default init of the conditioner convs
+    --ours ema:ema=0.999                       # Polyak averaging of the weights for evaluation
+    --ours cos:lr_schedule=cosine              # cosine decay to 0 at the last --step-budget
+"""
+import math
+
+import keras
+import numpy as np
+
+
+def _float(lo=None, hi=None, lo_open=False, hi_open=False):
+    def parse(text):
+        v = float(text)
+        if not math.isfinite(v) or (lo is not None and (v < lo or (lo_open and v == lo))) or (
+                hi is not None and (v > hi or (hi_open and v == hi))):
+            raise ValueError
+        return v
+    return parse
+
+
+def _choice(*names):
+    def parse(text):
+        if text not in names:
+            raise ValueError
+        return text
+    return parse
+
+
+def _bool(text):
+    t = text.lower()
+    if t not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError
+    return t in ("true", "1", "yes")
+
+
+def _count(text):
+    v = int(text)
+    if v < 0:
+        raise ValueError
+    return v
+
+
+def _clip(text):
+    return None if text.lower() in ("none", "off", "0") else _float(0.0, lo_open=True)(text)
+
+
+#: key -> (parser, what it accepts, what it changes)
+OURS_OPTIONS = {
+    "scale_min": (_float(0.0, 1.0, hi_open=True), "a float in [0, 1)",
+                  "the floor s_min of the coupling's density-pass scale (default 0.05; normflows: 0)"),
+    "split_prior": (_bool, "true or false", "learned conditional priors at the splits (normflows: per channel)"),
+    "learn_top": (_bool, "true or false", "the learned top prior"),
+    "epsilon": (_float(0.0, lo_open=True), "a float > 0", "Adam's epsilon (Keras 1e-7, PyTorch 1e-8)"),
+    "optimizer": (_choice("adam", "adamax"), "adam or adamax", "the optimizer (Adamax: Flow++, DenseFlow)"),
+    "ema": (_float(0.0, 1.0, hi_open=True), "a float in [0, 1)",
+            "decay of the moving average of the weights used for evaluation (0: off)"),
+    "lr_schedule": (_choice("constant", "cosine"), "constant or cosine",
+                    "the learning rate after warmup (cosine: to 0 at the last step budget)"),
+    "mixed_precision": (_choice("none", "mixed_bfloat16", "mixed_float16"), "none, mixed_bfloat16 or mixed_float16",
+                        "the Keras mixed-precision policy of the conditioner networks"),
+    "conv_init": (_choice("keras", "torch"), "keras or torch",
+                  "initialisation of the conditioners' hidden convs (torch: PyTorch's default uniform)"),
+    "lr": (_float(0.0, lo_open=True), "a float > 0", "the learning rate"),
+    "warmup": (_count, "an integer >= 0", "linear warmup steps"),
+    "clip": (_clip, "a float > 0 or none", "the global gradient-norm clip"),
+}
+
+
+def parse_options(options):
+    """`{key: text}` -> `{key: value}`; a `ValueError` naming the key and what it takes."""
+    out = {}
+    for key, text in options.items():
+        if key not in OURS_OPTIONS:
+            raise ValueError(f"--ours: unknown key {key!r}; expected one of {', '.join(OURS_OPTIONS)}.")
+        parse, what, _ = OURS_OPTIONS[key]
+        try:
+            out[key] = parse(str(text))
+        except ValueError:
+            raise ValueError(f"--ours: {key} must be {what}; received {text!r}.") from None
+    return out
+
+
+def ours_settings(cfg, options):
+    """What to build and compile for a variant with `options` (`{key: text}`) under `cfg`.
+
+    Returns a dict: `flow_kwargs` (for `models.glow`), `optimizer` (a fresh Keras optimizer),
+    `compile` (keyword arguments of `FlowModel.compile`), `mixed_precision` and `conv_init`.
+
+    Raises:
+      ValueError: a bad value, or `lr_schedule=cosine` without a step budget (the schedule
+        needs to know where the run ends).
+    """
+    o = parse_options(options)
+    flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"])
+    for key in ("scale_min", "split_prior", "learn_top"):
+        if key in o:
+            flow_kwargs[key] = o[key]
+    lr = o.get("lr", cfg["learning_rate"])
+    warmup = o.get("warmup", cfg["warmup_steps"])
+    if o.get("lr_schedule") == "cosine":
+        if not cfg["step_budgets"]:
+            raise ValueError("--ours lr_schedule=cosine needs --step-budget: it decays to 0 at the last one.")
+        total = int(cfg["step_budgets"][-1])
+        # 0.5 lr (1 + cos(pi t / total)); FlowModel.compile's linear warmup multiplies the first steps
+        lr = keras.optimizers.schedules.CosineDecay(lr, total)
+    cls = keras.optimizers.Adamax if o.get("optimizer") == "adamax" else keras.optimizers.Adam
+    opt_kwargs = {"epsilon": o["epsilon"]} if "epsilon" in o else {}
+    compile_kwargs = dict(warmup_steps=warmup, clip_norm=o.get("clip", cfg["clip_norm"]), max_nonfinite_steps=None)
+    if o.get("ema"):
+        compile_kwargs["ema_decay"] = o["ema"]
+    return dict(flow_kwargs=flow_kwargs, optimizer=cls(lr, **opt_kwargs), compile=compile_kwargs,
+                mixed_precision=o.get("mixed_precision", "none"), conv_init=o.get("conv_init", "keras"))
+
+
+def torch_default_init(model, seed=0):
+    """Re-draw every hidden conv of the coupling networks as PyTorch's `nn.Conv2d` does.
+
+    PyTorch: kernel and bias `~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (`kaiming_uniform_` with
+    `a = sqrt(5)`); Keras: Glorot-uniform kernels and zero biases. Zero-initialised output
+    layers stay zero, so every coupling still starts as the identity.
+
+    Args:
+      model: a built `FlowModel`.
+      seed: numpy seed of the draw.
+    Returns:
+      The number of convolutions re-drawn.
+    """
+    rng = np.random.default_rng(seed)
+    count = 0
+    for layer in model.flow_layers:
+        for sub in getattr(layer, "_flatten_layers", lambda: [layer])():
+            if not isinstance(sub, keras.layers.Conv2D) or not np.any(keras.ops.convert_to_numpy(sub.kernel)):
+                continue
+            kh, kw, cin, cout = sub.kernel.shape
+            bound = 1.0 / math.sqrt(kh * kw * cin)
+            sub.kernel.assign(rng.uniform(-bound, bound, sub.kernel.shape).astype(np.float32))
+            if sub.bias is not None:
+                sub.bias.assign(rng.uniform(-bound, bound, sub.bias.shape).astype(np.float32))
+            count += 1
+    return count
