@@ -341,3 +341,10 @@ def test_torch_default_init_draws_hidden_convs_in_pytorchs_range_and_keeps_outpu
         assert np.abs(k).max() <= bound and np.abs(k).max() > 0.8 * bound  # uniform over the whole range
         assert np.abs(b).max() <= bound and np.any(b != 0)
     assert all(not np.any(np.asarray(c.kernel)) for c in out)
+
+
+def test_the_child_counts_the_steps_the_clip_cut():
+    tight = quality_sides.run_child("ours", _cfg(step_budget="3", clip_norm=1e-6))
+    off = quality_sides.run_child("ours", _cfg(step_budget="3", clip_norm=None, clip_norm_given=True))
+    assert tight["clipped_steps"] == 3 and off["clipped_steps"] == 0
+    assert all(c[3] > 1e-6 for c in tight["curve"])  # the largest pre-clip norm of each window

@@ -175,12 +175,14 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
         gives them (`"s"` or `"step"`): test bits/dim is measured at each, with the clock
         stopped, and the last one ends the run.
       curve_every: record `(elapsed s, step, mean train bits/dim of the finite batches since the
-        previous record)` every this many steps (and after step 1 and the last step).
+        previous record, largest gradient norm since then)` every this many steps (and after
+        step 1 and the last step).
       eval_seed: seed of the fixed test noise (ours: `FlowModel(eval_seed=1234)`).
       threads: torch intra-op threads (default `os.cpu_count()`).
 
     Returns:
-      A JSON-ready dict: `test_bpd`, `at_budget` (one record per budget point), `img_per_s`, `img_per_s_after_first`, `steps`,
+      A JSON-ready dict: `test_bpd`, `at_budget` (one record per budget point), `clipped_steps`
+      (steps whose gradient norm the clip cut), `img_per_s`, `img_per_s_after_first`, `steps`,
       `nonfinite_steps`, `first_step_s`, `train_s`, `init_s`, `eval_s`,
       `finite_samples` (`{"1.0": f, "0.7": f}`), `params`, `curve`, `final_train_bpd`.
     """
@@ -202,7 +204,8 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
 
     model.train()
     curve, window = [], []
-    step = nonfinite = 0
+    step = nonfinite = clipped = 0
+    window_max_norm = 0.0
     first_step_s = None
     max_norm = float(clip_norm) if clip_norm else float("inf")
     idx = first_idx
@@ -227,6 +230,8 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
         if ok:
             optimizer.step()
             window.append(loss_value)
+            window_max_norm = max(window_max_norm, norm)
+            clipped += int(norm > max_norm)
         else:
             nonfinite += 1
             optimizer.zero_grad(set_to_none=True)
@@ -237,8 +242,8 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
         elapsed = now - t0
         hit = reached()
         if step == 1 or step % curve_every == 0 or hit:
-            curve.append([elapsed, step, float(np.mean(window)) if window else float("nan")])
-            window = []
+            curve.append([elapsed, step, float(np.mean(window)) if window else float("nan"), window_max_norm])
+            window, window_max_norm = [], 0.0
         while hit:  # measure with the clock stopped; a slow step may pass several points
             t = time.perf_counter()
             test = evaluate_bpd(model, test_x, image_shape, eval_seed)
@@ -266,6 +271,7 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
         "img_per_s": step * batch_size / train_s,
         "img_per_s_after_first": (step - 1) * batch_size / after if step > 1 and after > 0 else None,
         "steps": step,
+        "clipped_steps": clipped,
         "nonfinite_steps": nonfinite,
         "first_step_s": first_step_s,
         "train_s": train_s,

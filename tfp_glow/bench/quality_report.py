@@ -23,6 +23,7 @@ ROWS = [
     ("img/s after the first step", lambda r: r.get("img_per_s_after_first"), ".1f"),
     ("steps", lambda r: r.get("steps"), "d"),
     ("non-finite steps skipped", lambda r: r.get("nonfinite_steps"), "d"),
+    ("steps the clip cut", lambda r: r.get("clipped_steps"), "d"),
     ("first step, s", lambda r: r.get("first_step_s"), ".1f"),
     ("build + ActNorm init (unclocked), s", lambda r: r.get("init_s"), ".1f"),
     ("finite samples, T=1.0", lambda r: (r.get("finite_samples") or {}).get("1.0"), ".2f"),

@@ -41,8 +41,9 @@ class BudgetCallback(keras.callbacks.Callback):
     `("step", n)`. When a point is reached, `measure()` runs (test bits/dim) with the clock
     stopped: its time is added to `t0`, so elapsed seconds count training only. Every
     `curve_every` steps (and after step 1 and the last step) it appends
-    `(elapsed s, step, mean train bits/dim since the previous point)`: it reads the model's
-    `bits_per_dim` metric and then resets that metric alone, so each point averages its window.
+    `(elapsed s, step, mean train bits/dim since the previous point, largest gradient norm
+    since then)`: it reads the model's `bits_per_dim` metric and then resets that metric alone,
+    so each point averages its window; `clipped_steps` counts the steps whose norm the clip cut.
     """
 
     def __init__(self, points, curve_every=10, measure=None, t0=None, metric="bits_per_dim"):
@@ -59,6 +60,8 @@ class BudgetCallback(keras.callbacks.Callback):
         self.t_first_end = None
         self.t_last_end = None
         self.last_logs = {}
+        self.clipped_steps = 0
+        self._window_max_norm = 0.0
 
     def on_train_begin(self, logs=None):
         if self.t0 is None:
@@ -68,6 +71,18 @@ class BudgetCallback(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self.steps == 0:
             self._t_first_begin = time.perf_counter()
+
+    def _track_grad_norm(self):
+        """This step's global gradient norm before clipping (the model's `grad_norm` metric, read
+        and reset every step): counts the steps the clip at `clip_norm` scaled down."""
+        tracker = getattr(self.model, "grad_norm_tracker", None)
+        if tracker is None:
+            return
+        norm = float(tracker.result())
+        tracker.reset_state()
+        self._window_max_norm = max(self._window_max_norm, norm)
+        clip = getattr(self.model, "clip_norm", None)
+        self.clipped_steps += int(bool(clip) and norm > clip)
 
     def _reached(self, elapsed):
         unit, value = self.points[len(self.at_budget)]
@@ -84,9 +99,11 @@ class BudgetCallback(keras.callbacks.Callback):
         self.train_s = elapsed  # training time only: measurements stop the clock
         reached = self._reached(elapsed)
         self.last_logs = dict(logs or {})
+        self._track_grad_norm()
         if self.steps == 1 or self.steps % self.curve_every == 0 or reached:
             value = float(self.last_logs.get(self.metric, float("nan")))
-            self.curve.append([elapsed, self.steps, value])
+            self.curve.append([elapsed, self.steps, value, self._window_max_norm])
+            self._window_max_norm = 0.0
             for m in self.model.metrics:
                 if m.name == self.metric:
                     m.reset_state()
@@ -178,6 +195,7 @@ def run_ours(cfg, variant=None):
         "img_per_s": steps * cfg["batch_size"] / train_s,
         "img_per_s_after_first": (steps - 1) * cfg["batch_size"] / after if steps > 1 and after > 0 else None,
         "steps": steps,
+        "clipped_steps": budget.clipped_steps,
         "nonfinite_steps": _nonfinite_from(model, budget.last_logs),
         "first_step_s": budget.first_step_s,
         "train_s": train_s,
