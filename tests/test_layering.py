@@ -1,7 +1,7 @@
 """The import graph flows one way (DESIGN.md, Layout):
 
     cli -> bench | recipes -> runs -> training -> persistence, export, callbacks, distribute
-        -> models -> bijectors -> networks, with data, stability and plots beside them.
+        -> models -> bijectors -> networks, with data, stability, averaging and plots beside them.
 
 Every `import` of a tfp_glow module anywhere in a file counts, at module level or inside a
 function, so an import cannot hide a cycle by moving into a function. Lazy imports remain
@@ -22,6 +22,8 @@ LAYERS = {
     "tfp_glow.extras": 0,      # optional dependencies and MissingExtraError (standard library only)
     "tfp_glow.data": 0,        # data sources, validation, pipelines, quantization: imports no tfp_glow
     "tfp_glow.stability": 0,   # warmup, clipping, non-finite steps
+    "tfp_glow.precision": 0,   # mixed-precision policy: native bf16 detection, float32 twins (no tfp_glow)
+    "tfp_glow.averaging": 0,   # the exponential moving average of the weights (imports no tfp_glow)
     "tfp_glow.networks": 0,    # Keras conditioner networks
     "tfp_glow.plots": 0,       # figures (uses data's to_uint8)
     "tfp_glow.splits": 0,      # held-out splits of a data source (uses data only)
@@ -47,7 +49,7 @@ LAYERS = {
     "tfp_glow.cli": 8,
 }
 # Modules that import nothing from tfp_glow at all, but for EVERYWHERE.
-LEAVES = ("tfp_glow.data", "tfp_glow.stability", "tfp_glow.networks", "tfp_glow.extras")
+LEAVES = ("tfp_glow.data", "tfp_glow.stability", "tfp_glow.networks", "tfp_glow.extras", "tfp_glow.averaging")
 # Standard-library-only helpers every layer, leaves included, may import.
 EVERYWHERE = ("tfp_glow.extras",)
 # The only places where a tfp_glow import may sit inside a function (start-up time, optional

@@ -1,0 +1,115 @@
+"""Mixed precision: bf16 conditioner networks where the hardware computes bf16 natively.
+
+Under Keras' `mixed_bfloat16` policy the conditioner networks (coupling and prior
+convolutions, `tfp_glow.networks`) compute in bfloat16 with float32 weights; every bijector's
+data path (what `x` becomes on its way to `z`), the log-determinants, the priors and the loss
+stay float32 (`FlowModel` is float32 whatever the policy). On hardware with native bf16
+(x86 CPUs with AVX512_BF16 or AMX, NVIDIA GPUs of compute capability 8.0 and up) that runs the
+bench Glow about 1.6x faster than float32; where bf16 is emulated it is slower, so float32
+stays the default there (docs/measurements/issue18.md).
+
+`"auto"` is what `tfp-glow train --mixed-precision` defaults to: `mixed_bfloat16` with native
+bf16, else `none` (float32).
+"""
+import os
+
+import keras
+import tensorflow as tf
+
+POLICIES = ("none", "mixed_bfloat16", "mixed_float16")
+CHOICES = ("auto",) + POLICIES
+#: CPU flags (Linux `/proc/cpuinfo`) of native bf16 arithmetic.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's feature flags as a set (empty where `/proc/cpuinfo` cannot be read)."""
+    try:
+        with open(cpuinfo_path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_compute_capabilities():
+    """`[(major, minor), ...]` of the visible GPUs (empty on a CPU-only machine)."""
+    caps = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        cap = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if cap:
+            caps.append(tuple(int(v) for v in cap))
+    return caps
+
+
+def has_native_bf16(flags=None, gpu_capabilities=None):
+    """Whether the device that trains computes bf16 natively.
+
+    With GPUs: all of them have compute capability >= 8.0 (Ampere and later). Without: the CPU
+    has one of `BF16_CPU_FLAGS`.
+
+    Args:
+      flags: the CPU flags to judge (default `cpu_flags()`).
+      gpu_capabilities: the GPUs' `(major, minor)` (default `gpu_compute_capabilities()`).
+    """
+    caps = gpu_compute_capabilities() if gpu_capabilities is None else list(gpu_capabilities)
+    if caps:
+        return all(major >= 8 for major, _ in caps)
+    flags = cpu_flags() if flags is None else set(flags)
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def resolve_policy(choice, native_bf16=None):
+    """`"auto"` -> `"mixed_bfloat16"` with native bf16 (`has_native_bf16`), else `"none"`; any
+    other choice of `CHOICES` as it is.
+
+    `TFP_GLOW_MIXED_PRECISION` in the environment replaces `"auto"` (for a machine whose
+    flags mislead, and for tests).
+
+    Raises:
+      ValueError: a choice outside `CHOICES`.
+    """
+    if choice not in CHOICES:
+        raise ValueError(f"mixed precision must be one of {', '.join(CHOICES)}; received {choice!r}.")
+    if choice != "auto":
+        return choice
+    forced = os.environ.get("TFP_GLOW_MIXED_PRECISION")
+    if forced:
+        if forced not in POLICIES:
+            raise ValueError(f"TFP_GLOW_MIXED_PRECISION must be one of {', '.join(POLICIES)}; received {forced!r}.")
+        return forced
+    native = has_native_bf16() if native_bf16 is None else bool(native_bf16)
+    return "mixed_bfloat16" if native else "none"
+
+
+def keras_policy_name(policy):
+    """Our policy name (`none` for float32) as Keras names it."""
+    return "float32" if policy in (None, "none") else policy
+
+
+def uses_reduced_precision(model):
+    """Whether any layer of `model` computes in a 16-bit float (a mixed-precision policy)."""
+    return any(getattr(layer, "compute_dtype", "float32") in ("bfloat16", "float16")
+               for layer in model._flatten_layers(include_self=False))
+
+
+def float32_twin(model):
+    """`model` itself if it computes in float32 throughout; else the same model rebuilt under
+    the float32 policy, holding the same weights (the averages of an EMA too).
+
+    Reported figures come from the twin, so that no bits/dim is flattered (or hurt) by bf16
+    rounding in the conditioner networks: they are what a float32 model with these weights
+    gets. Variables are float32 under every Keras mixed policy, so the copy is exact.
+    """
+    if not uses_reduced_precision(model):
+        return model
+    previous = keras.mixed_precision.global_policy()
+    try:
+        keras.mixed_precision.set_global_policy("float32")
+        twin = type(model).from_config(model.get_config())
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    twin.set_weights(model.get_weights())
+    return twin
