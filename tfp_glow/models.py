@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, Chain, DiagonalScale,
                                 InvertibleConv1x1, LearnedPrior, MaskedAutoregressive, Split, SplineCoupling,
                                 Squeeze)
+from tfp_glow import networks
 from tfp_glow.bijectors.validation import CheckInput
 from tfp_glow.bijectors.coupling import DEFAULT_SCALE_MIN
 
@@ -107,7 +108,9 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
       coupling: `affine` (`s = sigmoid(h + 2)`) or `additive`.
       lu: LU-parametrised 1x1 convolutions.
       learn_top: a learned top prior.
-      split_prior: learned conditional priors at the splits (else standard normal).
+      split_prior: learned conditional priors at the splits (`True`); `"channel"`: a learned
+        per-channel Gaussian there (normflows' `GlowBase`, `networks.ChannelParameters`);
+        `False`: standard normal.
       seed: base seed of the 1x1 rotations.
       dtype: float dtype.
       num_classes: K > 0 makes the flow class-conditional on a one-hot context `[*batch, K]`
@@ -146,8 +149,11 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
         inner = glow_bijector((sq[0], sq[1], sq[2] // 2), levels, steps, hidden_channels, coupling, lu,
                               learn_top, split_prior, seed, dtype, _level + 1, num_classes=num_classes,
                               scale_min=scale_min)
-        parts.append(Split(sq, inner=inner, learn_prior=split_prior, dtype=dtype, name=f"level{_level}_split",
-                           context_dim=k_ctx))
+        # "channel": normflows' GlowBase at the split, a per-channel Gaussian (an ablation)
+        prior_net = (networks.ChannelParameters(sq[2], dtype=tf.as_dtype(dtype).name, name=f"level{_level}_split_prior")
+                     if split_prior == "channel" else None)
+        parts.append(Split(sq, inner=inner, learn_prior=bool(split_prior), conditioner=prior_net, dtype=dtype,
+                           name=f"level{_level}_split", context_dim=k_ctx))
     elif learn_top or k_ctx:
         parts.append(LearnedPrior(sq, dtype=dtype, name="top_prior", context_dim=k_ctx))
     parts.append(Squeeze(dtype=dtype, name=f"level{_level}_unsqueeze"))

@@ -61,3 +61,33 @@ def zero_conv(out_channels, kernel_size=3, dtype=None, name=None):
     """
     return keras.layers.Conv2D(out_channels, kernel_size, padding="same", kernel_initializer="zeros",
                                bias_initializer="zeros", dtype=dtype, name=name)
+
+
+@keras.saving.register_keras_serializable(package="tfp_glow")
+class ChannelParameters(keras.layers.Layer):
+    """Learned per-channel outputs that ignore the input's values: `y = w * exp(f * v)`,
+    broadcast to `[N, H, W, out_channels]` for an input `[N, H, W, C_in]`.
+
+    With `w` and `v` zero-initialised this is openai/glow's `logscale_factor` parametrisation
+    (`f = 3`), which normflows' `GlowBase` uses for its per-channel mean and log-scale: the
+    factor speeds up learning of the few parameters. As a split prior's conditioner it gives
+    `N(mu_c, sigma_c^2)` per channel, shared over positions and unconditional.
+
+    Args:
+      out_channels: Python int.
+      logscale_factor: `f`, a Python float.
+    """
+
+    def __init__(self, out_channels, logscale_factor=3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.out_channels = int(out_channels)
+        self.logscale_factor = float(logscale_factor)
+        self.w = self.add_weight(shape=(self.out_channels,), initializer="zeros", name="w")
+        self.v = self.add_weight(shape=(self.out_channels,), initializer="zeros", name="v")
+
+    def call(self, x):
+        params = self.w * keras.ops.exp(self.logscale_factor * self.v)
+        return keras.ops.zeros_like(x[..., :1]) + keras.ops.cast(params, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "out_channels": self.out_channels, "logscale_factor": self.logscale_factor}

@@ -4,26 +4,36 @@ Run `tfp-glow bench --quality --help` (or `python -m tfp_glow.bench --quality --
 
 Both Glows (L levels, K steps, `hidden` channels, affine sigmoid couplings, LU 1x1 convs) train
 on the same offline images (`digits28`: uint8 28x28x1, 1293 train / 360 test; `photos32`:
-uint8 32x32x3, 6000 train / 1000 test) for the same wall-clock budget, with the same batch
-size, Adam learning rate, linear warmup, global-norm clipping and seed, then are measured alike:
+uint8 32x32x3, 6000 train / 1000 test) with the same batch size, Adam learning rate, linear
+warmup, global-norm clipping and seed, then are measured alike:
 
-- **test bits/dim** with one fixed dequantization noise pattern
-  (`np.random.default_rng(1234).uniform(size=(H, W, C))`, ours' `FlowModel.eval_noise`),
-  broadcast over the test images;
+- **budgets**: `--budget 300,600,1800` (wall-clock seconds) or `--step-budget 500,1000,2000`
+  (optimizer steps, for equal-step curves). Each run trains once, to the largest, and its
+  **test bits/dim** is measured at every budget with the clock stopped, with one fixed
+  dequantization noise pattern (`np.random.default_rng(1234).uniform(size=(H, W, C))`, ours'
+  `FlowModel.eval_noise`) broadcast over the test images;
+- **seeds**: `--seeds 3` repeats every run with seeds `--seed`, `--seed + 1`, ...; the table gives
+  the mean, the sample standard deviation and each label's difference to normflows' mean, so a
+  claim never rests on one lucky run. Within a seed the runs alternate, so drift of the machine
+  reaches all of them alike;
+- **variants** of our side (`--ours NAME:key=value,...`, repeatable; `quality_variants`) for an
+  ablation against the peer in one run;
 - **img/s**: training images per second of training wall time. Ours is timed from the call of
   `model.fit` (so the tracing of its first step counts) to the end of the last step; the
   PyTorch peer from its first step to its last. ActNorm's data-dependent initialisation runs
   before the clock on both sides and is reported separately (`init s`); so is the first step;
-- **steps** done in the budget, and **non-finite steps** skipped (a step whose loss or
-  gradient is not finite never reaches the weights);
+- **steps**, **non-finite steps** skipped (a step whose loss or gradient is not finite never
+  reaches the weights) and the **steps the clip cut** (pre-clip global norm above `--clip-norm`);
 - **finite samples**: the fraction of 64 samples at temperature 1.0 and 0.7 with every value
   finite;
 - a **curve** `(elapsed s, step, mean train bits/dim over the batches since the previous
-  point)` every `--curve-every` steps, drawn as `bits_per_dim_vs_time.png`.
+  point, largest gradient norm since then)` every `--curve-every` steps, drawn with the test
+  points against steps and against seconds as `bits_per_dim_curves.png`.
 
-Each side runs in its own subprocess (`python -m tfp_glow.bench --quality --child ours|normflows`,
+Each run is its own subprocess (`python -m tfp_glow.bench --quality --child ours|normflows`,
 printing one `QUALITY_JSON` line), one after the other, so thread pools and memory do not
-interfere. Results go to `--out` (default `bench_quality/`): `results.json` and the PNG.
+interfere. Results go to `--out` (default `bench_quality/`): `results.json` (every run, and the
+summary per budget) and the PNG.
 
 This module is the parent: it runs the children and prints the report. The options are
 `quality_config`, what a child runs is `quality_sides`, the table and plot `quality_report`.

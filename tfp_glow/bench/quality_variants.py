@@ -59,7 +59,8 @@ def _clip(text):
 OURS_OPTIONS = {
     "scale_min": (_float(0.0, 1.0, hi_open=True), "a float in [0, 1)",
                   "the floor s_min of the coupling's density-pass scale (default 0.05; normflows: 0)"),
-    "split_prior": (_bool, "true or false", "learned conditional priors at the splits (normflows: per channel)"),
+    "split_prior": (lambda t: "channel" if t == "channel" else _bool(t), "true, false or channel",
+                    "learned conditional priors at the splits (channel: per channel, as normflows' GlowBase)"),
     "learn_top": (_bool, "true or false", "the learned top prior"),
     "epsilon": (_float(0.0, lo_open=True), "a float > 0", "Adam's epsilon (Keras 1e-7, PyTorch 1e-8)"),
     "optimizer": (_choice("adam", "adamax"), "adam or adamax", "the optimizer (Adamax: Flow++, DenseFlow)"),
