@@ -66,3 +66,27 @@ def test_bad_image_shapes_are_rejected():
         models.glow((8, 8), levels=1, steps=1, hidden_channels=8)
     with pytest.raises(ValueError, match="Unknown flow"):
         models.FlowConfig("ffjord", (2,)).build()
+
+
+def test_glow_channel_split_prior_is_a_per_channel_gaussian():
+    """split_prior="channel" (normflows' GlowBase at the split): the factored-out half scores
+    under N(mu_c, sigma_c^2) per channel, with mu = w_mu exp(3 v_mu), log sigma =
+    5 tanh(w_s exp(3 v_s) / 5); checked against scipy-free numpy on a one-level flow."""
+    from tfp_glow.bijectors import Split
+    dist = models.glow((4, 4, 1), levels=2, steps=1, hidden_channels=8, split_prior="channel", learn_top=False)
+    split = [m for m in dist.bijector.submodules if isinstance(m, Split)][0]
+    net = split.conditioner
+    assert isinstance(net, tg.networks.ChannelParameters) and net.out_channels == 4  # mean and log-scale of 2 channels
+    rng = np.random.default_rng(0)
+    w, v = rng.normal(size=4).astype(np.float32), rng.normal(scale=0.1, size=4).astype(np.float32)
+    net.w.assign(w)
+    net.v.assign(v)
+    params = w * np.exp(3 * v)
+    mu, log_sigma = params[:2], 5 * np.tanh(params[2:] / 5)
+    x = tf.constant(rng.normal(size=(3, 2, 2, 4)).astype(np.float32))  # the split's event [H/2, W/2, 4C]
+    z = split.inverse(x)
+    ildj = split.inverse_log_det_jacobian(x, event_ndims=3)
+    x2 = x.numpy()[..., 2:]
+    np.testing.assert_allclose(z.numpy()[..., 2:], (x2 - mu) / np.exp(log_sigma), rtol=1e-5, atol=1e-5)
+    inner_ildj = split.inner.inverse_log_det_jacobian(x[..., :2], event_ndims=3) if split.inner is not None else 0.0
+    np.testing.assert_allclose(ildj.numpy() - np.asarray(inner_ildj), -4 * log_sigma.sum() * np.ones(3), rtol=1e-5)
