@@ -12,6 +12,8 @@ Bayes-rule classification: `y_hat = argmax_y log p(x | y) + log p(y)`, with `log
 training label frequencies (`class_log_prior`, set by `fit` from array labels; uniform until
 then). `evaluate` reports its `accuracy` next to the bits/dim of `log p(x | y)`; without labels
 it reports the bits/dim of the marginal `log p(x) = logsumexp_y log p(x | y) + log p(y)`.
+With a weight average (`compile(ema_decay=...)`), evaluation, classification, sampling and the
+latent maps use the averaged weights, as `FlowModel`'s do.
 
 References:
   Kingma & Dhariwal, "Glow", NeurIPS 2018 (class-conditional priors, openai/glow `ycond`).
@@ -25,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow import averaging
 from tfp_glow import data as data_lib
 from tfp_glow import export as export_lib
 from tfp_glow import labels as labels_lib
@@ -266,6 +269,7 @@ class ConditionalFlowModel(FlowModel):
         return export_lib.export_conditional_saved_model(self, filepath, **kwargs)
 
     # --------------------------------------------------------- the user's API
+    @averaging.uses_averaged_weights
     def log_prob(self, x, labels):
         """`log p(x | y)` per example of raw data `x [N, ...]` with labels `[N]` (fixed noise)."""
         x = self.check_batch(x)
@@ -273,11 +277,13 @@ class ConditionalFlowModel(FlowModel):
         x_pre, log_q = self.dequantize(x, fixed_noise=True)
         return self.log_prob_and_bpd(x_pre, log_q, labels=tf.constant(y))[0]
 
+    @averaging.uses_averaged_weights
     def marginal_log_prob(self, x):
         """`log p(x) = logsumexp_y log p(x | y) + log p(y)` per example of raw data (fixed noise)."""
         x = self.check_batch(x)
         return self._posterior_parts(self.dequantize(x, fixed_noise=True)[0])[2]
 
+    @averaging.uses_averaged_weights
     def classify(self, x, return_log_probs=False):
         """Bayes-rule labels `argmax_y log p(x | y) + log p(y)` of raw data `x [N, ...]`: int32 `[N]`
         (and the posterior log-probabilities `[N, K]` with `return_log_probs`)."""
@@ -296,6 +302,7 @@ class ConditionalFlowModel(FlowModel):
             return self.check_labels(np.full(n, y) if np.issubdtype(y.dtype, np.integer) else y, None)
         return self.check_labels(y, n)
 
+    @averaging.uses_averaged_weights
     def sample(self, n, temperature=1.0, seed=None, labels=None, level_temperatures=None):
         """`n` samples of `p(x | y)` in the flow's data space, `[n, *T.shape, *event_shape]`.
 
@@ -324,6 +331,7 @@ class ConditionalFlowModel(FlowModel):
     def _decode_context(self, z, c):
         return self.distribution.bijector.forward(z, conditional_input=c)
 
+    @averaging.uses_averaged_weights
     def decode(self, z, labels=None, context=None):
         """Latent `[N, *latent_shape]` -> data (`bijector.forward`) given labels `[N]` (or a float
         context `[N, K]`, e.g. a blend of two one-hot labels)."""
@@ -334,6 +342,7 @@ class ConditionalFlowModel(FlowModel):
             return tf.zeros((0, *self.event_shape), tf.float32)
         return self._decode_context(z, tf.convert_to_tensor(context, tf.float32))
 
+    @averaging.uses_averaged_weights
     def encode(self, x, labels=None, context=None):
         """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`) given labels `[N]`."""
         x = tf.convert_to_tensor(x)

@@ -26,6 +26,10 @@ call it; `*_image` inputs are named `image_bytes` so that REST clients send them
 `export_saved_model(..., version=N)` (`tfp-glow export --version N`) writes TF Serving's
 layout `PATH/N/`.
 
+A model that keeps an average of its weights (`FlowModel.compile(ema_decay=...)`) is exported
+with the averages as its weights (`averaging.averaged_weights`), as `evaluate` and `sample` use
+them.
+
 Image signatures reduce 8-bit input to the model's `n_bits` and dequantize it with the fixed
 noise pattern of the model's evaluation (`FlowModel.eval_noise`, as
 `FlowModel.predict_step`/`test_step`/`call`), so they give the live model's numbers. A model
@@ -50,6 +54,7 @@ import weakref
 
 import tensorflow as tf
 
+from tfp_glow import averaging
 from tfp_glow import data as data_lib
 
 __all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names", "versioned_path",
@@ -300,8 +305,9 @@ def sample_stateless(model, n, temperature=1.0, seed=0):
       uint8 `[n, H, W, C]`.
     """
     fns = serving_functions(model)
-    return fns["_sample"](tf.constant(int(n), tf.int32), tf.constant(float(temperature), tf.float32),
-                          _stateless_seed(seed))
+    with averaging.averaged_weights(model):  # as `FlowModel.sample`
+        return fns["_sample"](tf.constant(int(n), tf.int32), tf.constant(float(temperature), tf.float32),
+                              _stateless_seed(seed))
 
 
 class _FlowServing(tf.Module):
@@ -327,6 +333,8 @@ def _served_variables(model):
 def _check_variables(model, *more):
     """Every Keras weight of the model must be a served variable (so it is saved)."""
     served = {id(v) for v in _served_variables(model)} | {id(v) for v in more}
+    # the weight average is saved as the values of the flow's variables (the exports swap it in)
+    served |= {id(getattr(v, "value", v)) for v in averaging.average_variables(model)}
     missing = [w.path for w in model.weights if id(getattr(w, "value", w)) not in served]
     if missing:
         raise ValueError(
@@ -396,7 +404,8 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob",
     path = _target(path, version)
     fns = serving_functions(model)
     info = _info(model, names, serving_default)
-    return _save(_FlowServing(model, fns, names, info), fns, names, info, path, serving_default)
+    with averaging.averaged_weights(model):  # the SavedModel holds the averages as the flow's weights
+        return _save(_FlowServing(model, fns, names, info), fns, names, info, path, serving_default)
 
 
 def _target(path, version):
@@ -599,4 +608,5 @@ def export_conditional_saved_model(model, path, signatures=None, serving_default
     path = _target(path, version)
     fns = conditional_serving_functions(model)
     info = _info(model, names, serving_default, num_classes=int(model.num_classes))
-    return _save(_ConditionalServing(model, fns, names, info), fns, names, info, path, serving_default)
+    with averaging.averaged_weights(model):
+        return _save(_ConditionalServing(model, fns, names, info), fns, names, info, path, serving_default)

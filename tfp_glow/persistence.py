@@ -19,6 +19,7 @@ import zipfile
 
 import h5py
 
+from tfp_glow import averaging
 from tfp_glow.models import WEIGHTS_FORMAT_VERSION, OldWeightsWarning, old_weights_message
 
 __all__ = ["check_weights_compatible", "compile_from_config", "weights_structure",
@@ -30,11 +31,15 @@ CONFIG_ATTR = "tfp_glow_config"
 # Top-level entries that are not the model's own weights. Keras itself skips an optimizer
 # whose variable count differs (with a warning), so it cannot half-load the model.
 _IGNORED_ROOTS = ("optimizer",)
+# The weight average (`averaging.WeightAverage`) may be there or not, in the file and in the
+# model: without it in the file the model's average restarts; without it in the model the
+# file's raw weights load. Its shapes are the trainable variables', which are compared.
+_OPTIONAL_PATHS = (averaging.WEIGHTS_PATH,)
 _MAX_LISTED = 8
 
 
 def _ignored(path):
-    return path.split("/", 1)[0] in _IGNORED_ROOTS
+    return path.split("/", 1)[0] in _IGNORED_ROOTS or path in _OPTIONAL_PATHS
 
 
 def _entry_sort_key(key):

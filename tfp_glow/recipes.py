@@ -11,14 +11,16 @@ reachable from the API.
 
 * `recipe_for(kind, shape, flow, data_name, **overrides)` returns a `Recipe`: the builder
   arguments of the flow and the training options (epochs, batch, learning rate, warmup,
-  clipping, bit depth). Explicit overrides win over the defaults: any `Recipe` field, and the
-  model options of `MODEL_OPTIONS` (`levels`, `steps`, `hidden`, `coupling`, `lu`,
-  `logit_alpha`, `learn_prior`, `bins`, `transform`), which it maps onto the flow's builder
-  arguments.
+  learning-rate schedule, clipping, weight average, bit depth). Explicit overrides win over
+  the defaults: any `Recipe` field, and the model options of `MODEL_OPTIONS` (`levels`,
+  `steps`, `hidden`, `coupling`, `lu`, `logit_alpha`, `learn_prior`, `bins`, `transform`),
+  which it maps onto the flow's builder arguments.
   An option the flow or the data kind cannot take raises `OptionError` (a `ValueError`).
 * `build_model(data_name, flow=None, **overrides)` builds and compiles a `FlowModel` from the
   recipe (the data's kind and shape come from `splits.load_split`); the CLI calls it.
 * `default_flow(kind)` and `default_run_dir(flow, data_name)` are the CLI's other defaults.
+* `total_steps(recipe, num_examples)`: the optimizer steps of a whole run (for
+  `lr_schedule="cosine"`).
 
 `tfp-glow train` fills every option the user did not give from here; `bench --quality` trains
 "the CLI defaults" from `recipe_for` too. Imports: training, models, stability, splits (the
@@ -45,7 +47,7 @@ from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
 __all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model", "glow_levels", "default_flow",
-           "default_run_dir"]
+           "default_run_dir", "total_steps"]
 
 FLOWS = ("glow", "realnvp", "nice", "nsf", "maf")
 MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "logit_alpha", "learn_prior", "bins", "transform")
@@ -63,6 +65,10 @@ class Recipe:
         pass over the data).
       learning_rate, warmup_steps, clip_norm: `FlowModel.compile` options.
       dequantization: `FlowModel`'s `"uniform"` or `"variational"` (images only).
+      ema_decay: `FlowModel.compile`'s weight-average decay, a float in (0, 1); `None` or 0:
+        off (the default, until measurements choose one).
+      lr_schedule: `FlowModel.compile`'s `"constant"` or `"cosine"` (decay to 0 over the run
+        after the warmup).
     """
 
     flow: str
@@ -75,6 +81,8 @@ class Recipe:
     warmup_steps: int
     clip_norm: Optional[float]
     dequantization: str = "uniform"
+    ema_decay: Optional[float] = None
+    lr_schedule: str = "constant"
 
     def merged(self, **values):
         """This recipe with every given value in place of its own (`None` = not given; 0 is given).
@@ -120,6 +128,17 @@ def default_run_dir(flow, data_name):
         base = base[:-4]
     slug = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in base)
     return os.path.join("runs", f"{flow}-{slug or 'data'}")
+
+
+def total_steps(recipe, num_examples=None):
+    """The optimizer steps of a run: `epochs * steps_per_epoch`, or without `steps_per_epoch`
+    `epochs` passes over `num_examples` in batches as `tfp-glow train` makes them (the last
+    partial batch dropped, unless it is the only one); `None` when that number is unknown."""
+    if recipe.steps_per_epoch is not None:
+        return int(recipe.epochs) * int(recipe.steps_per_epoch)
+    if num_examples is None:
+        return None
+    return int(recipe.epochs) * max(1, int(num_examples) // int(recipe.batch_size))
 
 
 def glow_levels(shape):
@@ -272,8 +291,9 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
       **overrides: as `recipe_for` takes them: model options and `Recipe` fields.
 
     Returns:
-      `(model, recipe)`: the model compiled with Adam at `recipe.learning_rate`, its warmup and
-      clipping; `recipe.epochs`, `batch_size` and `steps_per_epoch` are for `fit`.
+      `(model, recipe)`: the model compiled with Adam at `recipe.learning_rate`, its warmup,
+      schedule (over `total_steps(recipe, info.num_examples)` steps), clipping and weight
+      average; `recipe.epochs`, `batch_size` and `steps_per_epoch` are for `fit`.
 
     Raises:
       ValueError: as `recipe_for` and `splits.load_split` do.
@@ -285,9 +305,16 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
         _, info = splits.load_split(data_name, "train", data_dir=data_dir)
     if recipe is None:
         recipe = recipe_for(info.kind, info.shape, flow, data_name, **overrides)
+    steps = None
+    if recipe.lr_schedule == "cosine":
+        steps = total_steps(recipe, info.num_examples)
+        if steps is None:
+            raise ValueError(f"lr_schedule 'cosine' decays over the run's steps, and the number of training "
+                             f"examples of {data_name!r} is unknown: give steps_per_epoch.")
     with (strategy or tf.distribute.get_strategy()).scope():
         model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits,
                                 dequantization=recipe.dequantization)
         model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
-                      clip_norm=recipe.clip_norm or None, jit_compile=jit_compile)
+                      clip_norm=recipe.clip_norm or None, jit_compile=jit_compile, ema_decay=recipe.ema_decay or None,
+                      lr_schedule=recipe.lr_schedule, total_steps=steps)
     return model, recipe

@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - not POSIX: RunLock is a no-op
 import keras
 import tensorflow as tf
 
+from tfp_glow import averaging
 from tfp_glow.conditional import make_flow_model
 from tfp_glow.models import FlowConfig, OldWeightsWarning, old_weights_message
 from tfp_glow.training import FlowModel
@@ -289,13 +290,17 @@ def load_run_config(run_dir):
 
 
 def build_model(config, strategy=None):
-    """A fresh, untrained `FlowModel` from a run config dict (inside `strategy.scope()`)."""
+    """A fresh, untrained `FlowModel` from a run config dict (inside `strategy.scope()`), with
+    the weight average of a run trained with `--ema` (`config["ema_decay"]`; `averaging.attach`),
+    so that a checkpoint's averages have variables to restore into."""
     strategy = strategy or tf.distribute.get_strategy()
     try:
         flow_config = FlowConfig.from_dict(config["flow_config"])
         with strategy.scope():
-            return make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234),
-                                   dequantization=config.get("dequantization", "uniform"))
+            model = make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234),
+                                    dequantization=config.get("dequantization", "uniform"))
+        averaging.attach(model, config.get("ema_decay"))
+        return model
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"the run config cannot build a model: {type(e).__name__}: {e}") from e
 
@@ -309,6 +314,9 @@ def load_run(run_dir, strategy=None, return_config=False, report=None, compile=T
     Only the model is restored (not the optimizer). With `compile` (the default, as in
     `keras.models.load_model`) it comes back compiled with `FlowModel.compile`'s defaults and
     a fresh optimizer, so `evaluate` works at once; compile it again to choose how to train on.
+    A run trained with `--ema` comes back with its weight average on (`model.ema_decay`):
+    `evaluate`, `sample`, `encode`, `decode` and the export use the averages; a recompile keeps
+    them with `compile(..., ema_decay=model.ema_decay)`.
 
     Args:
       run_dir: a directory written by `tfp-glow train`.
@@ -333,7 +341,7 @@ def load_run(run_dir, strategy=None, return_config=False, report=None, compile=T
     restore_newest_intact(run_dir, model, report=report)
     if compile:
         with (strategy or tf.distribute.get_strategy()).scope():
-            model.compile()
+            model.compile(ema_decay=model.ema_decay)
     return (model, config) if return_config else model
 
 

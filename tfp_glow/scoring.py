@@ -29,6 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow import averaging
 from tfp_glow import data as data_lib
 from tfp_glow.extras import require
 
@@ -43,19 +44,21 @@ def bits_per_dim(model, x, labels=None, batch_size=256):
     """Per-example bits/dim of raw data `x` with the model's fixed evaluation noise.
 
     A class-conditional model scores `log p(x | y)` with labels, else the marginal
-    `log p(x) = logsumexp_y log p(x | y) + log p(y)`.
+    `log p(x) = logsumexp_y log p(x | y) + log p(y)`. A model with a weight average on scores
+    with the averaged weights, as its `evaluate` does.
     """
     x = np.asarray(x)
     if labels is not None and not getattr(model, "num_classes", 0):
         raise ValueError("labels given to an unconditional model; score its images alone.")
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = tf.constant(x[i:i + batch_size])
-        if labels is None:
-            res = model.predict_step(xb)
-        else:
-            res = model.predict_step((xb, tf.constant(model.check_labels(labels[i:i + batch_size]))))
-        out.append(np.asarray(res["bits_per_dim"]))
+    with averaging.averaged_weights(model):
+        for i in range(0, len(x), batch_size):
+            xb = tf.constant(x[i:i + batch_size])
+            if labels is None:
+                res = model.predict_step(xb)
+            else:
+                res = model.predict_step((xb, tf.constant(model.check_labels(labels[i:i + batch_size]))))
+            out.append(np.asarray(res["bits_per_dim"]))
     return np.concatenate(out)
 
 

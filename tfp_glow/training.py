@@ -19,7 +19,7 @@ from tensorflow.python.framework import config as tf_framework_config
 from tfp_glow import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
 from tfp_glow import dequantization as dequantization_lib
-from tfp_glow import export, keras_inputs, persistence, stability
+from tfp_glow import averaging, export, keras_inputs, persistence, stability
 from tfp_glow import summary as summary_lib
 from tfp_glow import labels as labels_lib
 from tfp_glow import latent as latent_lib
@@ -158,6 +158,8 @@ class FlowModel(keras.Model):
     Attributes:
       distribution: the `tfd.TransformedDistribution` (its `trainable_variables` are the same
         `tf.Variable`s as the Keras weights).
+      ema_decay, weight_average: the decay of the weight average and its
+        `averaging.WeightAverage` (`compile(ema_decay=...)`; `None` when off).
     """
 
     def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="flow_model",
@@ -200,6 +202,8 @@ class FlowModel(keras.Model):
         self.clip_norm = stability.DEFAULT_CLIP_NORM
         self.skip_nonfinite = True
         self.max_nonfinite_steps = stability.DEFAULT_MAX_NONFINITE_STEPS
+        self.ema_decay = None  # compile(ema_decay=...): the averages, if any, are `weight_average`
+        self.weight_average = None
         self.built = True
 
     # ----------------------------------------------------------------- config
@@ -328,8 +332,9 @@ class FlowModel(keras.Model):
         """One update: loss, gradients, clipping, and the update only if everything is finite.
 
         A non-finite loss or gradient (on any replica) skips the update: the weights, the
-        optimizer state and its step counter stay as they were, `nonfinite_steps` counts it,
-        and the epoch's metrics leave it out. All of it happens inside the compiled step.
+        optimizer state and its step counter (and the weight average) stay as they were,
+        `nonfinite_steps` counts it, and the epoch's metrics leave it out. All of it happens
+        inside the compiled step.
         """
         x, _, sample_weight = self._unpack(data)
         with tf.GradientTape() as tape:
@@ -356,10 +361,12 @@ class FlowModel(keras.Model):
             # the LossScaleOptimizer skips non-finite updates itself and must see them to
             # lower its scale
             self.optimizer.apply([None if g is None else g * tf.cast(scale, g.dtype) for g in grads], variables)
+            averaging.update(self, applied=finite)
         elif self.skip_nonfinite:
-            stability.apply_if_finite(self.optimizer, grads, variables, finite)
+            stability.apply_if_finite(self.optimizer, grads, variables, finite, on_apply=lambda: averaging.update(self))
         else:
             self.optimizer.apply(grads, variables)
+            averaging.update(self)
         return self._update_train_metrics(loss, nll, bpd, grad_norm, finite, replicas, sample_weight)
 
     def _update_train_metrics(self, loss, nll, bpd, grad_norm, finite, replicas, sample_weight=None):
@@ -405,8 +412,8 @@ class FlowModel(keras.Model):
     def compile(self, optimizer=None, learning_rate=stability.DEFAULT_LEARNING_RATE,
                 warmup_steps=stability.DEFAULT_WARMUP_STEPS, clip_norm=stability.DEFAULT_CLIP_NORM,
                 skip_nonfinite=True, max_nonfinite_steps=stability.DEFAULT_MAX_NONFINITE_STEPS,
-                jit_compile="auto", seed=None, loss=None, metrics=None, loss_weights=None,
-                weighted_metrics=None, **kwargs):
+                jit_compile="auto", seed=None, ema_decay=None, lr_schedule="constant", total_steps=None,
+                loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kwargs):
         """Keras `compile` with the flow defaults that make training stable by construction.
 
         Args:
@@ -434,6 +441,15 @@ class FlowModel(keras.Model):
           seed: base seed of the training dequantization noise (`train_noise_seed`); `None`
             draws one from Python's `random`, which `keras.utils.set_random_seed` seeds. Seeded
             training then repeats exactly, with or without XLA.
+          ema_decay: a float in (0, 1) (e.g. 0.999) keeps an exponential moving average of the
+            trainable variables, updated in the train step (`averaging.WeightAverage`, with a
+            warmed-up decay); `evaluate` (also `fit`'s validation), `predict`, `sample`,
+            `encode`, `decode` and `export` then use the averages (`averaged_weights()`).
+            `None` or 0: off. A recompile must pass it again to keep it on.
+          lr_schedule: `"constant"`, or `"cosine"`: after the warmup, a float learning rate
+            decays along a half cosine to 0 at `total_steps` (`stability.CosineDecayAfterWarmup`).
+            For any other schedule pass an optimizer with a `LearningRateSchedule`.
+          total_steps: the run's optimizer steps (epochs x steps per epoch), for `"cosine"` only.
           loss, metrics, loss_weights, weighted_metrics: refused (`ValueError`): the loss is
             the model's own negative log-likelihood in bits/dim, and there are no targets
             for Keras metrics to compare with. Its logs are `loss`, `nll`, `bits_per_dim`.
@@ -443,6 +459,7 @@ class FlowModel(keras.Model):
         """
         _refuse_keras_losses(loss=loss, metrics=metrics, loss_weights=loss_weights,
                              weighted_metrics=weighted_metrics)
+        averaging.check_decay(ema_decay)
         if clip_norm is not None and not (isinstance(clip_norm, (int, float)) and clip_norm >= 0):
             raise ValueError(f"clip_norm must be a non-negative float or None; received {clip_norm!r}.")
         if not (isinstance(warmup_steps, (int, np.integer)) and warmup_steps >= 0):
@@ -454,7 +471,7 @@ class FlowModel(keras.Model):
             optimizer = keras.optimizers.Adam(learning_rate)
         elif isinstance(optimizer, str):
             optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
-        optimizer = stability.with_warmup(optimizer, int(warmup_steps))
+        optimizer = stability.with_schedule(optimizer, int(warmup_steps), lr_schedule, total_steps)
         if keras.mixed_precision.dtype_policy().name == "mixed_float16" and not isinstance(
                 optimizer, keras.optimizers.LossScaleOptimizer):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -470,6 +487,21 @@ class FlowModel(keras.Model):
             # Now, eagerly: creating the slot variables inside the first trace costs seconds.
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+        averaging.attach(self, ema_decay)
+
+    def get_compile_config(self):
+        """Keras' compile config, with `ema_decay` (so a `.keras` file reloads with its averages)."""
+        config = super().get_compile_config()
+        if config is not None and self.ema_decay:
+            config["ema_decay"] = self.ema_decay
+        return config
+
+    def averaged_weights(self):
+        """A context manager: its block runs with the weight average in the model's variables,
+        and the raw weights come back however it ends (`averaging.averaged_weights`). A no-op
+        when EMA is off (`compile(ema_decay=None)`) or before the first step. Do not train or
+        save inside it."""
+        return averaging.averaged_weights(self)
 
     # -------------------------------------------------------- initialisation
     @property
@@ -544,14 +576,17 @@ class FlowModel(keras.Model):
         return super().fit(x, y, callbacks=callbacks, validation_data=validation_data, class_weight=class_weight,
                            **kwargs)
 
+    @averaging.uses_averaged_weights
     def evaluate(self, x=None, *args, **kwargs):
         """Keras `evaluate`; an unbatched `tf.data.Dataset` is refused with a hint to batch it.
-        With `sample_weight`, the figures are weighted means over the examples."""
+        With `sample_weight`, the figures are weighted means over the examples. With EMA on,
+        the averaged weights are evaluated (in `fit`'s validation too, which calls this)."""
         keras_inputs.check_batched(x, self.event_shape, "the evaluation dataset")
         if not args:
             kwargs["y"] = _placeholder_targets(x, kwargs.get("y"), kwargs.get("sample_weight"))
         return super().evaluate(x, *args, **kwargs)
 
+    @averaging.uses_averaged_weights
     def predict(self, x, *args, **kwargs):
         """Keras `predict`: per-example `log_prob`, `nll`, `bits_per_dim`; an unbatched
         `tf.data.Dataset` is refused with a hint to batch it."""
@@ -625,6 +660,7 @@ class FlowModel(keras.Model):
         return super().load_weights(filepath, *args, **kwargs)
 
     # ------------------------------------------------------ sample/encode
+    @averaging.uses_averaged_weights
     def sample(self, n, temperature=1.0, seed=None, level_temperatures=None):
         """`n` samples in the flow's data space (`[-0.5, 0.5)` for images), latent `~ N(0, T^2)`.
 
@@ -678,9 +714,13 @@ class FlowModel(keras.Model):
         """`n` samples as uint8 images `[n, *T.shape, H, W, C]` (0..255); see `sample`."""
         return data_lib.to_uint8(self.sample(n, temperature, seed, level_temperatures), self.n_bits)
 
-    @tf.function(reduce_retracing=True)
+    @averaging.uses_averaged_weights
     def decode(self, z):
         """Latent `[N, *latent_shape]` -> data (`bijector.forward`); `N = 0` gives an empty batch."""
+        return self._decode(z)
+
+    @tf.function(reduce_retracing=True)
+    def _decode(self, z):
         empty = tf.zeros((0, *self.event_shape), tf.float32)
         if z.shape[0] == 0:  # convolutions reject an empty batch
             return empty
@@ -688,6 +728,7 @@ class FlowModel(keras.Model):
             return tf.cond(tf.shape(z)[0] > 0, lambda: self.distribution.bijector.forward(z), lambda: empty)
         return self.distribution.bijector.forward(z)
 
+    @averaging.uses_averaged_weights
     def encode(self, x):
         """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), with the fixed noise."""
         if getattr(x, "shape", None) is not None and len(x.shape) and x.shape[0] == 0:

@@ -28,7 +28,7 @@ def run(args):
         check_first_batch(model, x, args.split)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise CLIError(str(e)) from e
-    model.compile(keras.optimizers.Adam(), jit_compile=False if args.no_xla else "auto")
+    model.compile(keras.optimizers.Adam(), jit_compile=False if args.no_xla else "auto", ema_decay=model.ema_decay)
     result = evaluate_data(model, x, config.get("eval_batch_size", runs.EVAL_BATCH_SIZE))
     say(f"{args.split} examples: {splits.num_examples(x)} of {data_name}")
     return print_eval(args.split, result, model.is_image)
@@ -45,7 +45,7 @@ def _evaluate_conditional(args, model, config, data_name):
             model.check_labels(y, len(x), what=f"{args.split} labels")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise CLIError(str(e)) from e
-    model.compile(keras.optimizers.Adam(), jit_compile=False if args.no_xla else "auto")
+    model.compile(keras.optimizers.Adam(), jit_compile=False if args.no_xla else "auto", ema_decay=model.ema_decay)
     ds = data_lib.make_dataset(labeled.to_dataset(x, y), config.get("eval_batch_size", runs.EVAL_BATCH_SIZE),
                                shuffle=False)
     result = model.evaluate(ds, verbose=0, return_dict=True)

@@ -112,6 +112,21 @@ n_bits = _number(int, lambda v: 1 <= v <= 8, "an integer in [1, 8]")
 spline_bins = _number(int, lambda v: v >= 2, "an integer >= 2")
 
 
+def ema_decay(text):
+    """`--ema`: a decay in (0, 1), or `0` / `none` / `off` for no weight average (0.0)."""
+    if text.strip().lower() in ("none", "off"):
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a decay in (0, 1), e.g. 0.999, or 0 / none; got {text!r}") from None
+    if value == 0:
+        return 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a decay in (0, 1), e.g. 0.999, or 0 / none; got {text!r}")
+    return value
+
+
 def hidden_sizes(text):
     """`N` or `N,N,...`: positive layer widths, as a tuple."""
     try:
@@ -257,6 +272,14 @@ def build_parser():
                         "100 for vectors, 200 otherwise)")
     t.add_argument("--clip-norm", type=non_negative_float, default=None,
                    help="clip gradients to this global norm, 0 = off (default: 50)")
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="learning rate after the warmup: constant, or cosine = a half cosine down to 0 at the "
+                        "run's last step (epochs x steps per epoch) (default: constant; with --resume: the run's)")
+    t.add_argument("--ema", type=ema_decay, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999; its "
+                        "decay warms up as min(DECAY, (1+t)/(10+t))); validation, test figures, samples, "
+                        "evaluate, sample and export then use the averaged weights; 0 or none = off "
+                        "(default: off; with --resume: the run's, which cannot change)")
     t.add_argument("--n-bits", type=n_bits, default=None,
                    help="bit depth images are reduced to (default: 5 for digits, 8 for other images; "
                         "not used for vectors)")

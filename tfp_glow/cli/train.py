@@ -131,6 +131,10 @@ def _stored_config(args):
     if args.dequantization is not None and args.dequantization != run_deq:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --dequantization {run_deq}.")
     args.dequantization = run_deq
+    run_ema = stored.get("ema_decay") or None  # its averages are in the run's checkpoints
+    if args.ema is not None and (args.ema or None) != run_ema:
+        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --ema {run_ema or 'none'}.")
+    args.ema = run_ema
     for key in ("val_fraction", "test_fraction"):
         setattr(args, key, stored.get(key, getattr(args, key)))
     # An image folder is read as the run first read it (size and colour are its identity).
@@ -158,7 +162,7 @@ def _recipe(args, info, data_name, flow, stored):
     shape = tuple(info.shape)
     try:
         recipe = recipes.recipe_for(info.kind, shape, flow, data_name, n_bits=args.n_bits,
-                                    dequantization=args.dequantization,
+                                    dequantization=args.dequantization, ema_decay=args.ema,
                                     **{k: getattr(args, k) for k in recipes.MODEL_OPTIONS})
     except recipes.OptionError as e:
         raise CLIError(_option_message(e, data_name, shape)) from e
@@ -174,10 +178,16 @@ def _recipe(args, info, data_name, flow, stored):
         recipe = recipe.merged(flow_kwargs=stored_cfg.kwargs, epochs=stored.get("epochs"),
                                batch_size=stored.get("batch_size"), learning_rate=stored.get("lr"),
                                steps_per_epoch=stored.get("steps_per_epoch"),
-                               warmup_steps=stored.get("warmup_steps"), clip_norm=stored.get("clip_norm"))
+                               warmup_steps=stored.get("warmup_steps"), clip_norm=stored.get("clip_norm"),
+                               lr_schedule=stored.get("lr_schedule"))
     return recipe.merged(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          steps_per_epoch=args.steps_per_epoch, warmup_steps=args.warmup_steps,
-                         clip_norm=args.clip_norm)
+                         clip_norm=args.clip_norm, lr_schedule=args.lr_schedule)
+
+
+def _schedule_entries(recipe):
+    """config.json's record of the learning-rate schedule and the weight average (kept on --resume)."""
+    return {"lr_schedule": recipe.lr_schedule, "ema_decay": recipe.ema_decay or None}
 
 
 def _option_message(e, data_name, shape):
@@ -231,7 +241,7 @@ def _build(args, job):
     extra = {
         "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
         "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
-        "steps_per_epoch": recipe.steps_per_epoch,
+        "steps_per_epoch": recipe.steps_per_epoch, **_schedule_entries(recipe),
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
         "temperature": args.temperature, "strategy": args.strategy,
         "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # as resolved
@@ -280,8 +290,9 @@ def _restore(job, recipe):
     job.initial_epoch = int(epoch)
     # The optimizer uses exactly the learning rate this run prints and records (the checkpoint
     # holds the one of its last epoch, which a failed override must not leave behind).
-    job.model.optimizer.learning_rate = (stability.LinearWarmup(recipe.learning_rate, recipe.warmup_steps)
-                                         if recipe.warmup_steps else recipe.learning_rate)
+    total = recipes.total_steps(recipe, job.info.num_examples) if recipe.lr_schedule == "cosine" else None
+    job.model.optimizer.learning_rate = stability.learning_rate_schedule(recipe.learning_rate, recipe.warmup_steps,
+                                                                         recipe.lr_schedule, total)
     if job.chief:
         runs.remove_partial_writes(job.run_dir)
         dropped = runs.reconcile_metrics(job.paths["metrics"], job.initial_epoch)
@@ -312,7 +323,8 @@ def _fit(args, job):
         f"{_count(n['train'])} train / {_count(n['validation'])} validation / {_count(n['test'])} test")
     say(f"model: {recipe.flow} {', '.join(f'{k}={v}' for k, v in recipe.flow_kwargs.items())}; "
         f"{count_parameters(model.distribution):,} parameters{_q_parameters(model)}; epochs {recipe.epochs}, batch {recipe.batch_size}, "
-        f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps), clip norm {recipe.clip_norm or 'off'}, "
+        f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps, then {recipe.lr_schedule}), "
+        f"clip norm {recipe.clip_norm or 'off'}, ema {recipe.ema_decay or 'off'}, "
         f"xla {'on' if model.jit_compile else 'off'}, strategy {args.strategy} "
         f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
     say(f"run dir: {job.run_dir}")

@@ -125,7 +125,7 @@ def _build(args, job):
     extra = {
         "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
         "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
-        "steps_per_epoch": recipe.steps_per_epoch,
+        "steps_per_epoch": recipe.steps_per_epoch, **train_cli._schedule_entries(recipe),
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
         "temperature": args.temperature, "strategy": args.strategy,
         "mixed_precision": args.mixed_precision, "xla": bool(model.jit_compile),
