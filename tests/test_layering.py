@@ -49,7 +49,8 @@ LAYERS = {
     "tfp_glow.cli": 8,
 }
 # Modules that import nothing from tfp_glow at all, but for EVERYWHERE.
-LEAVES = ("tfp_glow.data", "tfp_glow.stability", "tfp_glow.networks", "tfp_glow.extras", "tfp_glow.averaging")
+LEAVES = ("tfp_glow.data", "tfp_glow.stability", "tfp_glow.networks", "tfp_glow.extras", "tfp_glow.averaging",
+          "tfp_glow.precision")
 # Standard-library-only helpers every layer, leaves included, may import.
 EVERYWHERE = ("tfp_glow.extras",)
 # The only places where a tfp_glow import may sit inside a function (start-up time, optional
