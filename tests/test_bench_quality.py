@@ -313,7 +313,7 @@ def test_variant_options_are_checked(options, pattern):
 def test_variant_options_reach_the_model_and_the_optimizer():
     import keras
     from tfp_glow.bijectors import AffineCoupling
-    cfg = _cfg(step_budget="100")
+    cfg = _cfg(step_budget="300")
     model, note = quality_sides.build_ours(cfg, (28, 28, 1), {"scale_min": "0", "epsilon": "1e-8",
                                                              "optimizer": "adamax", "lr_schedule": "cosine"})
     couplings = [m for m in model.distribution.bijector.submodules if isinstance(m, AffineCoupling)]
@@ -321,8 +321,9 @@ def test_variant_options_reach_the_model_and_the_optimizer():
     assert isinstance(model.optimizer, keras.optimizers.Adamax) and model.optimizer.epsilon == 1e-8
     assert "Adamax(epsilon=1e-08)" in note
     schedule = model.optimizer._learning_rate
-    for t in (0, 50, 99):
-        expected = 1e-3 * 0.5 * (1 + math.cos(math.pi * t / 100)) * min(1.0, (t + 1) / 200)
+    assert model.ema_decay is None
+    for t in (0, 50, 99, 150, 199, 250):  # warmup 200 steps, then a half cosine ending at step 300
+        expected = 1e-3 * min(1.0, (t + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, t - 200) / 100)))
         assert float(schedule(t)) == pytest.approx(expected, rel=1e-5, abs=1e-10)  # float32
 
 
@@ -348,3 +349,8 @@ def test_the_child_counts_the_steps_the_clip_cut():
     off = quality_sides.run_child("ours", _cfg(step_budget="3", clip_norm=None, clip_norm_given=True))
     assert tight["clipped_steps"] == 3 and off["clipped_steps"] == 0
     assert all(c[3] > 1e-6 for c in tight["curve"])  # the largest pre-clip norm of each window
+
+
+def test_an_ema_variant_evaluates_the_average():
+    model, _ = quality_sides.build_ours(_cfg(), (28, 28, 1), {"ema": "0.99"})
+    assert model.ema_decay == 0.99

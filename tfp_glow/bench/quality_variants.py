@@ -109,15 +109,14 @@ def ours_settings(cfg, options):
             flow_kwargs[key] = o[key]
     lr = o.get("lr", cfg["learning_rate"])
     warmup = o.get("warmup", cfg["warmup_steps"])
+    compile_kwargs = dict(warmup_steps=warmup, clip_norm=o.get("clip", cfg["clip_norm"]), max_nonfinite_steps=None)
     if o.get("lr_schedule") == "cosine":
         if not cfg["step_budgets"]:
             raise ValueError("--ours lr_schedule=cosine needs --step-budget: it decays to 0 at the last one.")
-        total = int(cfg["step_budgets"][-1])
-        # 0.5 lr (1 + cos(pi t / total)); FlowModel.compile's linear warmup multiplies the first steps
-        lr = keras.optimizers.schedules.CosineDecay(lr, total)
+        # FlowModel.compile's: constant through the warmup, then a half cosine to 0 at the last budget
+        compile_kwargs.update(lr_schedule="cosine", total_steps=int(cfg["step_budgets"][-1]))
     cls = keras.optimizers.Adamax if o.get("optimizer") == "adamax" else keras.optimizers.Adam
     opt_kwargs = {"epsilon": o["epsilon"]} if "epsilon" in o else {}
-    compile_kwargs = dict(warmup_steps=warmup, clip_norm=o.get("clip", cfg["clip_norm"]), max_nonfinite_steps=None)
     if o.get("ema"):
         compile_kwargs["ema_decay"] = o["ema"]
     return dict(flow_kwargs=flow_kwargs, optimizer=cls(lr, **opt_kwargs), compile=compile_kwargs,
