@@ -100,6 +100,17 @@ def run_side(side, cfg, timeout=None, seed=None, variant=None):
     return {"status": "failed", "message": f"exit code {out.returncode}: " + " | ".join(tail)[-500:]}
 
 
+def _write_json(cfg, runs):
+    """`results.json` in `cfg["out"]`: the configuration, every run so far, the summary; its path."""
+    os.makedirs(cfg["out"], exist_ok=True)
+    path = os.path.join(cfg["out"], "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"config": cfg, "runs": runs, "summary": quality_report.summarize(runs, cfg),
+                   "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def run(cfg, stream=None):
     """Run every label (our variants, the peer) once per seed, alternating within a seed so
     drift of the machine reaches all of them alike; print the tables; write the JSON and PNG.
@@ -119,6 +130,7 @@ def run(cfg, stream=None):
             say(f"  running {label}, seed {seed} ...")
             r = run_side(side, cfg, seed=seed, variant=None if side == "normflows" else label)
             runs[label].append(r)
+            _write_json(cfg, runs)  # after every run, so a long bench that dies keeps what it measured
             if r.get("status") == "ok":
                 say(f"  {label}: {r['steps']} steps in {r['train_s']:.0f} s, test bits/dim {r['test_bpd']:.3f}")
             else:
@@ -127,10 +139,7 @@ def run(cfg, stream=None):
     say(quality_report.format_table(runs, cfg))
     os.makedirs(cfg["out"], exist_ok=True)
     png = quality_report.plot_curves(runs, cfg, os.path.join(cfg["out"], "bits_per_dim_curves.png"))
-    path = os.path.join(cfg["out"], "results.json")
-    with open(path, "w") as f:
-        json.dump({"config": cfg, "runs": runs, "summary": quality_report.summarize(runs, cfg),
-                   "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}, f, indent=1)
+    path = _write_json(cfg, runs)
     say(f"\n  wrote {path}" + (f" and {png}" if png else ""))
     return runs
 
