@@ -90,3 +90,20 @@ def test_glow_channel_split_prior_is_a_per_channel_gaussian():
     np.testing.assert_allclose(z.numpy()[..., 2:], (x2 - mu) / np.exp(log_sigma), rtol=1e-5, atol=1e-5)
     inner_ildj = split.inner.inverse_log_det_jacobian(x[..., :2], event_ndims=3) if split.inner is not None else 0.0
     np.testing.assert_allclose(ildj.numpy() - np.asarray(inner_ildj), -4 * log_sigma.sum() * np.ones(3), rtol=1e-5)
+
+
+def test_scaled_zero_conv_is_openai_glows_conv2d_zeros():
+    """y = conv(x) * exp(3 s): against a numpy 1x1 convolution with hand-set weights."""
+    layer = tg.networks.ScaledZeroConv2D(2, kernel_size=1, logscale_factor=3.0)
+    x = np.random.default_rng(1).normal(size=(2, 3, 3, 4)).astype(np.float32)
+    assert not np.any(layer(x).numpy())  # starts at zero: the identity prior
+    k = np.random.default_rng(2).normal(size=(1, 1, 4, 2)).astype(np.float32)
+    b, s = np.array([0.5, -1.0], np.float32), np.array([0.1, -0.2], np.float32)
+    layer.conv.kernel.assign(k)
+    layer.conv.bias.assign(b)
+    layer.logs.assign(s)
+    expected = (x @ k[0, 0] + b) * np.exp(3 * s)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    dist = models.glow((8, 8, 1), levels=2, steps=1, hidden_channels=8, prior_logscale_factor=3.0)
+    nets = [m.conditioner for m in dist.bijector.submodules if isinstance(m, tg.bijectors.Split)]
+    assert nets and all(isinstance(n, tg.networks.ScaledZeroConv2D) for n in nets)

@@ -93,7 +93,7 @@ def _chain(data_to_latent, name):
 
 def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling="affine", lu=True,
                   learn_top=True, split_prior=True, seed=0, dtype=tf.float32, _level=0, num_classes=0,
-                  scale_min=DEFAULT_SCALE_MIN):
+                  scale_min=DEFAULT_SCALE_MIN, prior_logscale_factor=0.0):
     """Glow's multi-scale bijector over `[H, W, C]`.
 
     Each level (data -> latent): squeeze; `steps` x (actnorm, invertible 1x1 conv, coupling on a
@@ -119,6 +119,9 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
         and log-scale (openai/glow's `ycond`). 0: unconditional.
       scale_min: the floor `s_min` of the affine couplings' density-pass scale
         (`AffineCoupling`'s `scale_min`).
+      prior_logscale_factor: `f > 0` gives the conditional split priors openai/glow's
+        `conv2d_zeros` (`networks.ScaledZeroConv2D`, outputs times `exp(f s)`); 0: a plain
+        zero-initialised convolution.
 
     References:
       Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS 2018.
@@ -148,10 +151,14 @@ def glow_bijector(event_shape, levels=3, steps=32, hidden_channels=512, coupling
     if _level + 1 < levels:
         inner = glow_bijector((sq[0], sq[1], sq[2] // 2), levels, steps, hidden_channels, coupling, lu,
                               learn_top, split_prior, seed, dtype, _level + 1, num_classes=num_classes,
-                              scale_min=scale_min)
+                              scale_min=scale_min, prior_logscale_factor=prior_logscale_factor)
         # "channel": normflows' GlowBase at the split, a per-channel Gaussian (an ablation)
-        prior_net = (networks.ChannelParameters(sq[2], dtype=tf.as_dtype(dtype).name, name=f"level{_level}_split_prior")
-                     if split_prior == "channel" else None)
+        prior_net = None
+        if split_prior == "channel":
+            prior_net = networks.ChannelParameters(sq[2], dtype=tf.as_dtype(dtype).name, name=f"level{_level}_split_prior")
+        elif split_prior and prior_logscale_factor:
+            prior_net = networks.ScaledZeroConv2D(sq[2], logscale_factor=prior_logscale_factor,
+                                                  dtype=tf.as_dtype(dtype).name, name=f"level{_level}_split_prior")
         parts.append(Split(sq, inner=inner, learn_prior=bool(split_prior), conditioner=prior_net, dtype=dtype,
                            name=f"level{_level}_split", context_dim=k_ctx))
     elif learn_top or k_ctx:

@@ -91,3 +91,39 @@ class ChannelParameters(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "out_channels": self.out_channels, "logscale_factor": self.logscale_factor}
+
+
+@keras.saving.register_keras_serializable(package="tfp_glow")
+class ScaledZeroConv2D(keras.layers.Layer):
+    """openai/glow's `conv2d_zeros`: `y = conv(x) * exp(f * s)`, kernel, bias and `s` zero-initialised.
+
+    The per-output-channel log-scale `s` (times `logscale_factor` f = 3) lets the few output
+    channels of a zero-initialised layer grow faster than Adam's step size alone allows.
+
+    Args:
+      out_channels: Python int.
+      kernel_size: Python int.
+      logscale_factor: `f`, a Python float.
+
+    References:
+      Kingma & Dhariwal, "Glow", NeurIPS 2018 (openai/glow `model.py`, `conv2d_zeros`).
+    """
+
+    def __init__(self, out_channels, kernel_size=3, logscale_factor=3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.out_channels, self.kernel_size = int(out_channels), int(kernel_size)
+        self.logscale_factor = float(logscale_factor)
+        self.conv = keras.layers.Conv2D(self.out_channels, self.kernel_size, padding="same",
+                                        kernel_initializer="zeros", bias_initializer="zeros", dtype=self.dtype_policy,
+                                        name="conv")
+        self.logs = self.add_weight(shape=(self.out_channels,), initializer="zeros", name="logs")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, x):
+        return self.conv(x) * keras.ops.cast(keras.ops.exp(self.logscale_factor * self.logs), self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "out_channels": self.out_channels, "kernel_size": self.kernel_size,
+                "logscale_factor": self.logscale_factor}

@@ -62,6 +62,8 @@ OURS_OPTIONS = {
     "split_prior": (lambda t: "channel" if t == "channel" else _bool(t), "true, false or channel",
                     "learned conditional priors at the splits (channel: per channel, as normflows' GlowBase)"),
     "learn_top": (_bool, "true or false", "the learned top prior"),
+    "prior_logscale": (_float(0.0), "a float >= 0",
+                       "openai/glow's logscale_factor on the conditional split priors' output (0: none)"),
     "epsilon": (_float(0.0, lo_open=True), "a float > 0", "Adam's epsilon (Keras 1e-7, PyTorch 1e-8)"),
     "optimizer": (_choice("adam", "adamax"), "adam or adamax", "the optimizer (Adamax: Flow++, DenseFlow)"),
     "ema": (_float(0.0, 1.0, hi_open=True), "a float in [0, 1)",
@@ -107,6 +109,8 @@ def ours_settings(cfg, options):
     for key in ("scale_min", "split_prior", "learn_top"):
         if key in o:
             flow_kwargs[key] = o[key]
+    if o.get("prior_logscale"):
+        flow_kwargs["prior_logscale_factor"] = o["prior_logscale"]
     lr = o.get("lr", cfg["learning_rate"])
     warmup = o.get("warmup", cfg["warmup_steps"])
     compile_kwargs = dict(warmup_steps=warmup, clip_norm=o.get("clip", cfg["clip_norm"]), max_nonfinite_steps=None)
