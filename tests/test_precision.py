@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow as tg
-from tfp_glow import models, precision, training
+from tfp_glow import export, models, precision, training
 
 TINY_GLOW = models.FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=2, hidden_channels=16))
 
@@ -92,3 +92,57 @@ def test_the_float32_twin_scores_as_a_float32_model_with_the_same_weights(policy
     # bf16 rounding in the conditioners changes the figure: the twin's is the float32 one
     assert not np.allclose(model(x).numpy(), ref(x).numpy(), rtol=1e-6)
     assert precision.float32_twin(ref) is ref  # a float32 model is its own twin
+
+
+def _float32_copy(model, weights=None):
+    """The independent reference: a float32 model built from scratch, its weights assigned by hand
+    (`weights`, else `model`'s, in `model.weights` order)."""
+    ref = training.FlowModel(TINY_GLOW, n_bits=5)
+    for v, w in zip(ref.weights, weights if weights is not None else model.weights):
+        v.assign(w)
+    return ref
+
+
+def _trained_bf16_model(policy, **compile_kwargs):
+    """A Glow trained under mixed_bfloat16 long enough that bf16 rounding in its conditioners
+    moves log p(x) by more than 1e-2 nats."""
+    x = _digits(64)
+    policy("mixed_bfloat16")
+    model = training.FlowModel(TINY_GLOW, n_bits=5)
+    model.compile(jit_compile=False, seed=0, learning_rate=5e-3, warmup_steps=0, **compile_kwargs)
+    model.fit(x, batch_size=16, epochs=4, verbose=0)
+    policy("float32")
+    return model, x
+
+
+def test_the_float32_twin_of_an_ema_model_evaluates_with_the_averages(policy):
+    model, x = _trained_bf16_model(policy, ema_decay=0.9)
+    twin = precision.float32_twin(model)
+    assert twin.ema_decay == 0.9 and not precision.uses_reduced_precision(twin)
+    twin.compile(jit_compile=False, ema_decay=twin.ema_decay)
+    # reference: a float32 model holding the averages of the trainable weights, the rest as they are
+    averages = {id(t): a for t, a in zip(model.weight_average.targets, model.weight_average.averages)}
+    flow_weights = model.weights[:len(_float32_copy(model).weights)]  # the weight average's come last
+    assert any(id(w) in averages for w in flow_weights)
+    ref = _float32_copy(model, [averages.get(id(w), w) for w in flow_weights])
+    raw = _float32_copy(model)
+    ds = tg.data.make_dataset(x, 64, shuffle=False)
+    got = twin.predict(ds, verbose=0)["log_prob"]
+    np.testing.assert_allclose(got, ref(x).numpy(), rtol=0, atol=1e-4)  # float32 rounding (graph vs eager)
+    assert np.abs(got - raw(x).numpy()).max() > 1e-2  # the averages are not the raw weights
+    # evaluate's nll is the discrete one: -log p(x) + D * n_bits * ln 2
+    np.testing.assert_allclose(twin.evaluate(ds, verbose=0, return_dict=True)["nll"],
+                               -np.mean(ref(x).numpy()) + 64 * 5 * np.log(2.0), rtol=1e-5)
+
+
+def test_a_bf16_model_exports_float32_figures(policy, tmp_path):
+    model, x = _trained_bf16_model(policy)
+    ref = _float32_copy(model)
+    want = ref(x).numpy()
+    assert np.abs(model(x).numpy() - want).max() > 1e-2  # bf16 would serve other figures
+    for path in (export.export_saved_model(model, str(tmp_path / "fn")),
+                 model.export(str(tmp_path / "method"), verbose=False)):
+        loaded = tf.saved_model.load(path)
+        got = loaded.signatures["log_prob"](x=tf.constant(x, tf.uint8))["log_prob"].numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
+    assert precision.uses_reduced_precision(model)  # the model itself is left as it was

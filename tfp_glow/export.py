@@ -26,6 +26,10 @@ call it; `*_image` inputs are named `image_bytes` so that REST clients send them
 `export_saved_model(..., version=N)` (`tfp-glow export --version N`) writes TF Serving's
 layout `PATH/N/`.
 
+A model trained under a mixed-precision policy (bf16 or float16 conditioner networks) is
+exported as its float32 twin (`precision.float32_twin`: the same weights in a float32 model), so
+the SavedModel serves float32 figures and runs in float32 everywhere.
+
 A model that keeps an average of its weights (`FlowModel.compile(ema_decay=...)`) is exported
 with the averages as its weights (`averaging.averaged_weights`), as `evaluate` and `sample` use
 them.
@@ -54,7 +58,7 @@ import weakref
 
 import tensorflow as tf
 
-from tfp_glow import averaging
+from tfp_glow import averaging, precision
 from tfp_glow import data as data_lib
 
 __all__ = ["export_saved_model", "serving_functions", "sample_stateless", "signature_names", "versioned_path",
@@ -400,6 +404,7 @@ def export_saved_model(model, path, signatures=None, serving_default="log_prob",
     if not model.is_initialized:
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first "
                          "(its actnorm layers still hold their zero initial values).")
+    model = precision.float32_twin(model)  # a mixed-precision model serves a float32 model's figures
     _check_variables(model)
     path = _target(path, version)
     fns = serving_functions(model)
@@ -604,6 +609,7 @@ def export_conditional_saved_model(model, path, signatures=None, serving_default
         raise ValueError(f"serving_default={serving_default!r} is not among the exported signatures {list(names)}.")
     if not model.is_initialized:
         raise ValueError("Cannot export an uninitialised model: run model.initialize(batch) or fit it first.")
+    model = precision.float32_twin(model)  # float32 figures, as export_saved_model
     _check_variables(model, model.class_log_prior.value)
     path = _target(path, version)
     fns = conditional_serving_functions(model)

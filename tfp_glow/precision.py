@@ -11,6 +11,7 @@ stays the default there (docs/measurements/issue18.md).
 `"auto"` is what `tfp-glow train --mixed-precision` defaults to: `mixed_bfloat16` with native
 bf16, else `none` (float32).
 """
+import contextlib
 import os
 
 import keras
@@ -95,21 +96,38 @@ def uses_reduced_precision(model):
                for layer in model._flatten_layers(include_self=False))
 
 
+@contextlib.contextmanager
+def float32_policy():
+    """A block in which Keras' global policy is float32 (the caller's comes back however it ends):
+    models built inside compute in float32 throughout, whatever policy trained their weights."""
+    previous = keras.mixed_precision.global_policy()
+    try:
+        keras.mixed_precision.set_global_policy("float32")
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def float32_twin(model):
     """`model` itself if it computes in float32 throughout; else the same model rebuilt under
-    the float32 policy, holding the same weights (the averages of an EMA too).
+    the float32 policy (in the model's distribution strategy), holding the same weights.
 
     Reported figures come from the twin, so that no bits/dim is flattered (or hurt) by bf16
     rounding in the conditioner networks: they are what a float32 model with these weights
     gets. Variables are float32 under every Keras mixed policy, so the copy is exact.
+
+    A model with a weight average (`model.weight_average`, `tfp_glow.averaging`) gets one over
+    the twin's own variables, with the same decay (`model.ema_decay`), before the copy, so the
+    twin holds the averages too and evaluates, samples and exports with them as the model
+    does. (Duck-typed: this module imports nothing from tfp_glow.) The twin is not compiled.
     """
     if not uses_reduced_precision(model):
         return model
-    previous = keras.mixed_precision.global_policy()
-    try:
-        keras.mixed_precision.set_global_policy("float32")
+    with float32_policy(), model.distribute_strategy.scope():
         twin = type(model).from_config(model.get_config())
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+        average = getattr(model, "weight_average", None)
+        if average is not None:  # as averaging.attach builds it
+            twin.weight_average = type(average)(twin.trainable_variables, average.decay)
+        twin.ema_decay = getattr(model, "ema_decay", None)
     twin.set_weights(model.get_weights())
     return twin

@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - not POSIX: RunLock is a no-op
 import keras
 import tensorflow as tf
 
-from tfp_glow import averaging
+from tfp_glow import averaging, precision
 from tfp_glow.conditional import make_flow_model
 from tfp_glow.models import FlowConfig, OldWeightsWarning, old_weights_message
 from tfp_glow.training import FlowModel
@@ -292,14 +292,19 @@ def load_run_config(run_dir):
 def build_model(config, strategy=None):
     """A fresh, untrained `FlowModel` from a run config dict (inside `strategy.scope()`), with
     the weight average of a run trained with `--ema` (`config["ema_decay"]`; `averaging.attach`),
-    so that a checkpoint's averages have variables to restore into."""
+    so that a checkpoint's averages have variables to restore into.
+
+    It computes in float32 throughout, whatever Keras' global policy and whatever policy the run
+    trained under (`config["mixed_precision"]`): what `evaluate`, `sample`, `score` and `export`
+    report is a float32 model's (the variables are float32 under every policy, so the weights
+    load as they are). `tfp-glow train --resume` builds its own model under the run's policy."""
     strategy = strategy or tf.distribute.get_strategy()
     try:
         flow_config = FlowConfig.from_dict(config["flow_config"])
-        with strategy.scope():
+        with precision.float32_policy(), strategy.scope():
             model = make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234),
                                     dequantization=config.get("dequantization", "uniform"))
-        averaging.attach(model, config.get("ema_decay"))
+            averaging.attach(model, config.get("ema_decay"))
         return model
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"the run config cannot build a model: {type(e).__name__}: {e}") from e
@@ -310,10 +315,11 @@ def load_run(run_dir, strategy=None, return_config=False, report=None, compile=T
 
     The model is built from `config.json` (inside `strategy.scope()` if given) and loads the
     newest intact checkpoint of `RUN_DIR/checkpoints`, else `RUN_DIR/model.weights.h5`
-    (`restore_newest_intact`: a corrupt checkpoint is renamed `*.corrupt` and reported).
-    Only the model is restored (not the optimizer). With `compile` (the default, as in
-    `keras.models.load_model`) it comes back compiled with `FlowModel.compile`'s defaults and
-    a fresh optimizer, so `evaluate` works at once; compile it again to choose how to train on.
+    (`restore_newest_intact`: a corrupt checkpoint is renamed `*.corrupt` and reported). It
+    computes in float32, whatever policy trained it (`build_model`). Only the model is restored
+    (not the optimizer). With `compile` (the default, as in `keras.models.load_model`) it comes
+    back compiled with `FlowModel.compile`'s defaults and a fresh optimizer, so `evaluate` works
+    at once; compile it again to choose how to train on.
     A run trained with `--ema` comes back with its weight average on (`model.ema_decay`):
     `evaluate`, `sample`, `encode`, `decode` and the export use the averages; a recompile keeps
     them with `compile(..., ema_decay=model.ema_decay)`.
