@@ -5,10 +5,10 @@ tfp_glow), so only the command modules import it, never the parser.
 import numpy as np
 
 from tfp_glow import data as data_lib
-from tfp_glow import runs
+from tfp_glow import precision, runs
 from tfp_glow.cli.options import CLIError, say
 
-__all__ = ["load_run", "check_first_batch", "evaluate_data", "print_eval"]
+__all__ = ["load_run", "check_first_batch", "evaluate_data", "print_eval", "float32_for_figures"]
 
 
 def load_run(run_dir):
@@ -17,6 +17,17 @@ def load_run(run_dir):
         return runs.load_run(run_dir, return_config=True, report=say)
     except (runs.RunError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from e
+
+
+def float32_for_figures(model):
+    """The model whose figures are reported: `model` if it computes in float32, else its float32
+    twin (`precision.float32_twin`: the same weights and weight average), compiled as `model`
+    is for evaluation (XLA or not, the weight average on or off)."""
+    twin = precision.float32_twin(model)
+    if twin is not model:
+        with model.distribute_strategy.scope():
+            twin.compile(jit_compile=bool(model.jit_compile), ema_decay=model.ema_decay)
+    return twin
 
 
 def check_first_batch(model, x, what):

@@ -14,7 +14,7 @@ __all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POL
 
 FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")
 STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.distribute.STRATEGIES
-POLICIES = ("none", "mixed_bfloat16", "mixed_float16")
+POLICIES = ("auto", "none", "mixed_bfloat16", "mixed_float16")  # tfp_glow.precision.CHOICES
 DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_VAL_FRACTION
 DEFAULT_TEST_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_TEST_FRACTION
 
@@ -333,9 +333,9 @@ def build_parser():
     r.add_argument("--strategy", choices=STRATEGIES, default="none",
                    help="tf.distribute strategy: mirrored = all local devices, multiworker = "
                         "MultiWorkerMirroredStrategy configured by TF_CONFIG")
-    r.add_argument("--mixed-precision", choices=POLICIES, default="none",
-                   help="Keras mixed-precision policy for the conditioner networks (the flow's "
-                        "log-dets stay float32)")
+    r.add_argument("--mixed-precision", choices=POLICIES, default=None,
+                   help="Keras policy of the conditioner networks (the rest, reported figures too, is float32): "
+                        "auto = mixed_bfloat16 with native bf16, else none (default: auto; --resume: the run's)")
     r.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                    help="Keras verbosity (default: 1 = progress bar on a terminal, else 2 = one line per epoch)")
     t.add_argument("--conditional", action="store_true",

@@ -20,8 +20,8 @@ import numpy as np
 
 from tfp_glow import callbacks as cb
 from tfp_glow import data as data_lib
-from tfp_glow import distribute, extras, plots, recipes, runs, splits, stability
-from tfp_glow.cli.common import check_first_batch, evaluate_data, print_eval
+from tfp_glow import distribute, extras, plots, precision, recipes, runs, splits, stability
+from tfp_glow.cli.common import check_first_batch, evaluate_data, float32_for_figures, print_eval
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.models import FlowConfig, count_parameters
 
@@ -50,6 +50,7 @@ class _Job:
     stored: Optional[dict] = None  # the resumed run's config.json
     lock: Any = None  # runs.RunLock held while training writes the run directory
     write_config: Any = None  # callable(epochs_done) writing config.json
+    precision_from: Optional[str] = None  # how --mixed-precision was decided: "auto", "the run's", or None
 
     @property
     def image(self):
@@ -210,8 +211,7 @@ def _build(args, job):
     if job.chief:
         _check_run_dir(args, job)
     keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(args.mixed_precision)
+    apply_precision(args, job)
     job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
                                             jit_compile=False if args.no_xla else "auto")
     for split in splits.SPLITS:
@@ -244,7 +244,7 @@ def _build(args, job):
         "steps_per_epoch": recipe.steps_per_epoch, **_schedule_entries(recipe),
         "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
         "temperature": args.temperature, "strategy": args.strategy,
-        "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # as resolved
+        "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # both as resolved
         "image_size": list(args.image_size) if args.image_size else None, "grayscale": args.grayscale,
     }
     if job.stored is not None:  # kept from the run: when it was created, what its weights file holds
@@ -258,6 +258,25 @@ def _build(args, job):
         # A resumed run records its (possibly changed) options with the first epoch that trains
         # with them (runs.EpochRecord), never before.
         write_config(0)
+
+
+def apply_precision(args, job):
+    """Resolves `--mixed-precision` into `args.mixed_precision` and sets Keras' global policy to
+    it (`run` restores the caller's afterwards).
+
+    Given (`auto` resolved by `precision.resolve_policy`: bf16 with native bf16, unless
+    `TFP_GLOW_MIXED_PRECISION` says otherwise), it wins; else a resumed run keeps the policy its
+    config.json records (a run recorded before the option existed trained in float32: `none`);
+    else `auto`. What is printed and recorded is the resolved policy, never `auto`.
+    """
+    given = args.mixed_precision
+    if given is None and job.stored is not None:
+        choice, job.precision_from = job.stored.get("mixed_precision") or "none", "the run's"
+    else:
+        choice = given or "auto"
+        job.precision_from = "auto" if choice == "auto" else None
+    args.mixed_precision = precision.resolve_policy(choice)
+    keras.mixed_precision.set_global_policy(precision.keras_policy_name(args.mixed_precision))
 
 
 def _check_run_dir(args, job):
@@ -326,7 +345,8 @@ def _fit(args, job):
         f"lr {recipe.learning_rate:g} (warmup {recipe.warmup_steps} steps, then {recipe.lr_schedule}), "
         f"clip norm {recipe.clip_norm or 'off'}, ema {recipe.ema_decay or 'off'}, "
         f"xla {'on' if model.jit_compile else 'off'}, strategy {args.strategy} "
-        f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}")
+        f"({strategy.num_replicas_in_sync} replica(s)), precision {args.mixed_precision}"
+        + (f" ({job.precision_from})" if job.precision_from else ""))
     say(f"run dir: {job.run_dir}")
     # metrics row -> checkpoint -> config.json, one atomic file after the other (runs.EpochRecord)
     record = runs.EpochRecord(job.run_dir, job.ckpt, write_config=job.write_config, chief=job.chief)
@@ -386,9 +406,10 @@ def _figures_available(job):
 
 # ---------------------------------------------------------------------------------- the end
 def _finish(args, job, t_start):
-    """Test bits/dim; on the chief, the final weights, samples, curves (and density)."""
+    """Test bits/dim (of a float32 model with the weights, whatever the training policy); on the
+    chief, the final weights, samples, curves (and density)."""
     model, paths, test_x = job.model, job.paths, job.parts["test"]
-    test_bpd = print_eval("test", evaluate_data(model, test_x, runs.EVAL_BATCH_SIZE), job.image)
+    test_bpd = print_eval("test", evaluate_data(float32_for_figures(model), test_x, runs.EVAL_BATCH_SIZE), job.image)
     if job.chief:
         runs.save_weights_atomically(model, paths["weights"])
         if job.ckpt.latest:  # which epoch model.weights.h5 holds, for a resume that has only it

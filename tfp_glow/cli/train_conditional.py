@@ -16,6 +16,7 @@ from tfp_glow import callbacks as cb
 from tfp_glow import data as data_lib
 from tfp_glow import distribute, labeled, plots, recipes, runs, splits
 from tfp_glow.cli import train as train_cli
+from tfp_glow.cli.common import float32_for_figures
 from tfp_glow.cli.options import CLIError, say
 
 __all__ = ["run"]
@@ -96,8 +97,7 @@ def _build(args, job):
     if job.chief:
         train_cli._check_run_dir(args, job)
     keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(args.mixed_precision)
+    train_cli.apply_precision(args, job)
     job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
                                             jit_compile=False if args.no_xla else "auto")
     model = job.model
@@ -146,7 +146,8 @@ def _build(args, job):
 def _finish(args, job, t_start):
     model, paths = job.model, job.paths
     test = data_lib.make_dataset(_pairs(job, "test"), runs.EVAL_BATCH_SIZE, shuffle=False)
-    result = model.evaluate(test, verbose=0, return_dict=True)
+    # a float32 model with the weights, whatever the training policy
+    result = float32_for_figures(model).evaluate(test, verbose=0, return_dict=True)
     test_bpd = float(result["bits_per_dim"])
     say(f"test nll: {float(result['nll']):.4f} nats/example (log p(x | y))")
     say(f"test bits/dim: {test_bpd:.4f} (log p(x | y))")
