@@ -153,6 +153,88 @@ def finite_sample_fraction(model, n=64, temperature=1.0, seed=0):
     return float(torch.isfinite(x.reshape(len(x), -1)).all(dim=1).float().mean())
 
 
+def _initialize_actnorm(model, first, generator):
+    """ActNorm's data-dependent init as in normflows' examples: one density pass on a batch."""
+    with torch.no_grad():
+        model.log_prob(dequantize(first, torch.rand(first.shape, generator=generator)), None)
+
+
+def _step(model, optimizer, params, x, max_norm):
+    """One Adam update on dequantized `x` unless its loss or gradient is not finite.
+
+    Returns `(applied, loss, global gradient norm before clipping)`; with `max_norm=inf`
+    nothing is scaled.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = bits_per_dim(model, x).mean()
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        return False, loss_value, float("nan")
+    loss.backward()
+    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    if not math.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return False, loss_value, norm
+    optimizer.step()
+    return True, loss_value, norm
+
+
+class _RunLog:
+    """The clock, the curve, the counters and the budget points of one training run.
+
+    `record` after each step; `due()` yields once per budget point the step reached (its
+    caller measures, then calls `measured`), and the time spent measuring is taken off the
+    clock; `done` after the last point.
+    """
+
+    def __init__(self, points, curve_every):
+        self.points, self.curve_every = points, int(curve_every)
+        self.curve, self.at_budget, self._window = [], [], []
+        self.step = self.nonfinite = self.clipped = 0
+        self._window_max_norm = 0.0
+        self.first_step_s = None
+        self.t0 = time.perf_counter()
+        self.elapsed = 0.0
+
+    def record(self, applied, loss_value, norm, clipped):
+        if applied:
+            self._window.append(loss_value)
+            self._window_max_norm = max(self._window_max_norm, norm)
+            self.clipped += int(clipped)
+        else:
+            self.nonfinite += 1
+        self.step += 1
+        self.elapsed = time.perf_counter() - self.t0
+        if self.first_step_s is None:
+            self.first_step_s = self.elapsed
+        if self.step == 1 or self.step % self.curve_every == 0 or self._reached():
+            mean = float(np.mean(self._window)) if self._window else float("nan")
+            self.curve.append([self.elapsed, self.step, mean, self._window_max_norm])
+            self._window, self._window_max_norm = [], 0.0
+
+    def _reached(self):
+        if self.done:
+            return False
+        unit, value = self.points[len(self.at_budget)]
+        return (self.elapsed if unit == "s" else self.step) >= value
+
+    @property
+    def done(self):
+        return len(self.at_budget) == len(self.points)
+
+    def due(self):
+        while self._reached():  # a slow step may pass several points
+            self._t_measure = time.perf_counter()
+            yield self.points[len(self.at_budget)]
+
+    def measured(self, test_bpd):
+        unit, value = self.points[len(self.at_budget)]
+        spent = time.perf_counter() - self._t_measure
+        self.at_budget.append({"unit": unit, "budget": value, "elapsed_s": self.elapsed, "step": self.step,
+                               "test_bpd": test_bpd, "measure_s": spent})
+        self.t0 += spent
+
+
 def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size=64, learning_rate=1e-3,
                      warmup_steps=0, clip_norm=None, seed=0, budget_s=600.0, curve_every=10, eval_seed=1234,
                      threads=None, budget_points=None):
@@ -197,67 +279,36 @@ def train_for_budget(train_x, test_x, levels, steps, hidden_channels, batch_size
     x_levels = to_nchw(train_x)
     batches = _batches(len(x_levels), batch_size, gen)
     first_idx = next(batches)
-    first = x_levels[first_idx]
-    with torch.no_grad():  # ActNorm data-dependent init: the first pass initialises every actnorm
-        model.log_prob(dequantize(first, torch.rand(first.shape, generator=gen)), None)
+    _initialize_actnorm(model, x_levels[first_idx], gen)
     init_s = time.perf_counter() - t_init
 
     model.train()
-    curve, window = [], []
-    step = nonfinite = clipped = 0
-    window_max_norm = 0.0
-    first_step_s = None
     max_norm = float(clip_norm) if clip_norm else float("inf")
-    idx = first_idx
     points = list(budget_points or [("s", float(budget_s))])
-    at_budget = []
-    reached = lambda: (elapsed if points[len(at_budget)][0] == "s" else step) >= points[len(at_budget)][1]  # noqa: E731
-    t0 = time.perf_counter()
+    log = _RunLog(points, curve_every)
+    idx = first_idx
     while True:
         for group in optimizer.param_groups:
-            group["lr"] = _warmup_lr(learning_rate, warmup_steps, step)
+            group["lr"] = _warmup_lr(learning_rate, warmup_steps, log.step)
         xb = x_levels[idx]
-        x = dequantize(xb, torch.rand(xb.shape, generator=gen))
-        optimizer.zero_grad(set_to_none=True)
-        loss = bits_per_dim(model, x).mean()
-        loss_value = float(loss.detach())
-        ok = math.isfinite(loss_value)
-        if ok:
-            loss.backward()
-            # the global norm before clipping; with max_norm=inf nothing is scaled
-            norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            ok = math.isfinite(norm)
-        if ok:
-            optimizer.step()
-            window.append(loss_value)
-            window_max_norm = max(window_max_norm, norm)
-            clipped += int(norm > max_norm)
-        else:
-            nonfinite += 1
-            optimizer.zero_grad(set_to_none=True)
-        step += 1
-        now = time.perf_counter()
-        if first_step_s is None:
-            first_step_s = now - t0
-        elapsed = now - t0
-        hit = reached()
-        if step == 1 or step % curve_every == 0 or hit:
-            curve.append([elapsed, step, float(np.mean(window)) if window else float("nan"), window_max_norm])
-            window, window_max_norm = [], 0.0
-        while hit:  # measure with the clock stopped; a slow step may pass several points
-            t = time.perf_counter()
+        applied, loss_value, norm = _step(model, optimizer, params, dequantize(xb, torch.rand(xb.shape, generator=gen)),
+                                          max_norm)
+        log.record(applied, loss_value, norm, norm > max_norm)
+        for _ in log.due():  # measure with the clock stopped
             test = evaluate_bpd(model, test_x, image_shape, eval_seed)
             model.train()
-            at_budget.append({"unit": points[len(at_budget)][0], "budget": points[len(at_budget)][1],
-                              "elapsed_s": elapsed, "step": step, "test_bpd": test,
-                              "measure_s": time.perf_counter() - t})
-            t0 += time.perf_counter() - t
-            hit = len(at_budget) < len(points) and reached()
-        if len(at_budget) == len(points):
+            log.measured(test)
+        if log.done:
             break
         idx = next(batches)
-    train_s = elapsed  # training time only: the measurements stopped the clock
+    return _results(model, log, test_x, image_shape, eval_seed, seed, batch_size, init_s)
 
+
+def _results(model, log, test_x, image_shape, eval_seed, seed, batch_size, init_s):
+    """The JSON-ready results of a finished run (see `train_for_budget`)."""
+    elapsed, step, at_budget, curve = log.elapsed, log.step, log.at_budget, log.curve
+    first_step_s, nonfinite, clipped = log.first_step_s, log.nonfinite, log.clipped
+    train_s = elapsed  # training time only: the measurements stopped the clock
     t_eval = time.perf_counter()
     test_bpd = at_budget[-1]["test_bpd"]
     finite = {f"{t:.1f}": finite_sample_fraction(model, 64, t, seed=0) for t in (1.0, 0.7)}
