@@ -28,7 +28,8 @@ def recipe_defaults(data_name):
     return dict(levels=int(fk["levels"]), steps=int(fk["steps"]), hidden=int(fk["hidden_channels"]),
                 batch_size=int(r.batch_size), learning_rate=float(r.learning_rate),
                 warmup_steps=int(r.warmup_steps or 0),
-                clip_norm=None if not r.clip_norm else float(r.clip_norm)), "tfp_glow.recipes.recipe_for"
+                clip_norm=None if not r.clip_norm else float(r.clip_norm),
+                split_prior=fk.get("split_prior", True), ema_decay=r.ema_decay), "tfp_glow.recipes.recipe_for"
 
 
 def positive_int(value, name):
@@ -137,6 +138,8 @@ def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidde
                          f"divisible by {f}, but {data} images are {shape[0]}x{shape[1]}; use --levels {fit} or fewer.")
     positive_int(curve_every, "--curve-every")
     torch_threads = os.cpu_count() if torch_threads is None else positive_int(torch_threads, "--torch-threads")
+    # the recipe's priors and weight average: our side is the CLI's Glow (variants change them)
+    cfg.update(split_prior=defaults["split_prior"], ema_decay=defaults["ema_decay"])
     cfg.update(data=data, shape=list(shape), budget=budget, budgets=budgets, step_budgets=step_budgets,
                seed=int(seed), seeds=[int(seed) + i for i in range(seeds)], variants=dict(parsed), which=which,
                curve_every=int(curve_every), out=out, torch_threads=int(torch_threads), defaults_source=source)

@@ -105,7 +105,8 @@ def ours_settings(cfg, options):
         needs to know where the run ends).
     """
     o = parse_options(options)
-    flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"])
+    flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"],
+                       split_prior=cfg.get("split_prior", True))
     for key in ("scale_min", "split_prior", "learn_top"):
         if key in o:
             flow_kwargs[key] = o[key]
@@ -121,8 +122,9 @@ def ours_settings(cfg, options):
         compile_kwargs.update(lr_schedule="cosine", total_steps=int(cfg["step_budgets"][-1]))
     cls = keras.optimizers.Adamax if o.get("optimizer") == "adamax" else keras.optimizers.Adam
     opt_kwargs = {"epsilon": o["epsilon"]} if "epsilon" in o else {}
-    if o.get("ema"):
-        compile_kwargs["ema_decay"] = o["ema"]
+    ema = o.get("ema", cfg.get("ema_decay"))  # the recipe's, unless the variant sets it (0: off)
+    if ema:
+        compile_kwargs["ema_decay"] = ema
     return dict(flow_kwargs=flow_kwargs, optimizer=cls(lr, **opt_kwargs), compile=compile_kwargs,
                 mixed_precision=o.get("mixed_precision", "none"), conv_init=o.get("conv_init", "keras"))
 
