@@ -325,11 +325,11 @@ def test_variant_options_reach_the_model_and_the_optimizer():
     schedule = model.optimizer._learning_rate
     assert model.ema_decay == recipes.GLOW_EMA_DECAY  # the recipe's weight average (digits28 is 28x28)
     splits = [m for m in model.distribution.bijector.submodules if isinstance(m, Split)]
-    assert splits and all(isinstance(m.conditioner, ChannelParameters) for m in splits)  # the recipe's priors
-    off, _ = quality_sides.build_ours(cfg, (28, 28, 1), {"ema": "0", "split_prior": "true"})
-    assert off.ema_decay is None
-    assert not any(isinstance(m.conditioner, ChannelParameters)
-                   for m in off.distribution.bijector.submodules if isinstance(m, Split))
+    assert splits and not any(isinstance(m.conditioner, ChannelParameters) for m in splits)  # the recipe's
+    other, _ = quality_sides.build_ours(cfg, (28, 28, 1), {"ema": "0", "split_prior": "channel"})
+    assert other.ema_decay is None
+    assert all(isinstance(m.conditioner, ChannelParameters)
+               for m in other.distribution.bijector.submodules if isinstance(m, Split))
     for t in (0, 50, 99, 150, 199, 250):  # warmup 200 steps, then a half cosine ending at step 300
         expected = 1e-3 * min(1.0, (t + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, t - 200) / 100)))
         assert float(schedule(t)) == pytest.approx(expected, rel=1e-5, abs=1e-10)  # float32

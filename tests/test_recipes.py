@@ -29,20 +29,20 @@ def test_larger_images_use_the_most_levels_dividing_the_size(name, shape, levels
     if max(shape[:2]) > 8:
         assert r.flow_kwargs["hidden_channels"] == 256 and r.n_bits == 8 and r.learning_rate == 1e-3
         assert r.warmup_steps == 200 and r.epochs == 10
-        # issue 18's measured defaults: per-channel split priors and the weight average
-        assert r.flow_kwargs["split_prior"] == "channel" and r.ema_decay == 0.999
+        # issue 18's measured default: the weight average; the split priors stay conditional
+        assert r.ema_decay == 0.999 and "split_prior" not in r.flow_kwargs
     else:
         assert "split_prior" not in r.flow_kwargs and r.ema_decay is None
 
 
-def test_the_recipes_glow_trains_with_its_averages_and_channel_priors():
-    """The CLI's model for 28x28 digits: built from the recipe, it holds the per-channel split
-    priors and an EMA that `fit` updates, and an explicit --ema 0 turns the average off."""
+def test_the_recipes_glow_trains_with_its_weight_average():
+    """The CLI's model for 28x28 digits: built from the recipe, it holds an EMA and the
+    conditional split priors, and an explicit --ema 0 turns the average off."""
     from tfp_glow.networks import ChannelParameters
     model, recipe = recipes.build_model("digits28", levels=2, steps=1, hidden=8)
     assert model.ema_decay == 0.999
     priors = [m.conditioner for m in model.distribution.bijector.submodules if isinstance(m, tg.bijectors.Split)]
-    assert priors and all(isinstance(p, ChannelParameters) for p in priors)
+    assert priors and not any(isinstance(p, ChannelParameters) for p in priors)
     off, _ = recipes.build_model("digits28", levels=2, steps=1, hidden=8, ema_decay=0)
     assert off.ema_decay is None
 

@@ -33,17 +33,16 @@ Why these numbers (2 CPU cores; README, Training):
   single skipped step; the warmup and the clip cost nothing measurable and cover the first
   steps of an unlucky initialisation (openai/glow; y0ast/Glow-PyTorch#1).
 * 8x8 digits: 5 bits, 128 hidden, lr 2e-3, 30 epochs of 20 steps, a 50-step warmup.
-* Glow on images larger than 8x8 has two more defaults, from equal-step ablations against
-  normflows' Glow (`docs/measurements/issue18.md`; photos32, L=3 K=4 256 hidden, seed 0).
-  The first is `split_prior="channel"`: a learned per-channel Gaussian at each split, as in
-  normflows' `GlowBase`, instead of the prior conditioned on the kept half. Its test bits/dim
-  were 3.454 / 3.100 / 2.998 at steps 500 / 1,000 / 1,500, against 3.532 / 3.178 / 3.063 for
-  the conditional prior and 3.947 / 3.188 / 3.017 for normflows. The second is
-  `ema_decay=0.999`: evaluation, sampling and export use the weight average. With it the
-  figures were 3.487 / 3.035 / 2.926, so it costs at step 500 and helps from step 1,000 on.
-  openai/glow's conditional prior with its `logscale_factor` 3 gave 3.463 / 3.156 / 3.059.
-  A PyTorch-like setup (`s_min` 0, Adam epsilon 1e-8, PyTorch's conv init) gave 3.478 /
-  3.227 / 3.123, worse than the recipe.
+* Glow on images larger than 8x8 evaluates, samples and exports with a weight average,
+  `ema_decay=0.999`, from equal-step ablations against normflows' Glow
+  (`docs/measurements/issue18.md`; photos32, L=3 K=4 256 hidden, seed 0). With per-channel
+  split priors, the test bits/dim at steps 500 / 1,000 / 1,500 were 3.487 / 3.035 / 2.926 with
+  the average and 3.454 / 3.100 / 2.998 without it; normflows reached 3.947 / 3.188 / 3.017.
+  The average lags while the loss falls fast and helps from step 1,000 on.
+* The split priors stay conditional on the kept half. Per-channel priors (`split_prior=
+  "channel"`, normflows' `GlowBase`) won on photos32 (2.998 against 3.063 at step 1,500) but
+  lost on digits28 (L=2 K=4 400 hidden: 2.449 against 2.342), so neither is a default for all
+  images yet.
 """
 import dataclasses
 import os
@@ -166,8 +165,6 @@ def _default_recipe(image, shape, flow, data_name):
     if flow == "glow":
         kwargs = {"levels": 2 if small else glow_levels(shape), "steps": 8,
                   "hidden_channels": 128 if small else 256, "coupling": "affine", "lu": True}
-        if not small:  # per-channel Gaussians at the splits (docs/measurements/issue18.md)
-            kwargs["split_prior"] = "channel"
     elif flow == "realnvp":
         kwargs = ({"levels": 2, "couplings_per_stage": 3, "hidden": 64} if image
                   else {"couplings_per_stage": 8, "hidden": [128, 128]})
