@@ -205,9 +205,10 @@ def plot_curves(runs, cfg, path):
 
 
 def plots_colors(n):
-    """`n` distinct matplotlib colours (the default cycle, then a colormap)."""
-    base = ["C0", "C3", "C2", "C1", "C4", "C5", "C6", "C7", "C8", "C9"]
-    return base[:n] if n <= len(base) else [f"C{i % 10}" for i in range(n)]
+    """`n` matplotlib colours: blue, red, green, orange first (our variants, then the peer), then
+    the rest of the default cycle, repeating after ten."""
+    order = ["C0", "C3", "C2", "C1", "C4", "C5", "C6", "C7", "C8", "C9"]
+    return [order[i % len(order)] for i in range(n)]
 
 
 def describe(cfg):

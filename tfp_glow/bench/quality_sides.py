@@ -58,7 +58,6 @@ class BudgetCallback(keras.callbacks.Callback):
         self.steps = 0
         self.first_step_s = None
         self.t_first_end = None
-        self.t_last_end = None
         self.last_logs = {}
         self.clipped_steps = 0
         self._window_max_norm = 0.0
@@ -91,7 +90,6 @@ class BudgetCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
         self.steps += 1
-        self.t_last_end = now
         if self.steps == 1:
             self.first_step_s = now - self._t_first_begin
             self.t_first_end = now
