@@ -131,3 +131,14 @@ def float32_twin(model):
         twin.ema_decay = getattr(model, "ema_decay", None)
     twin.set_weights(model.get_weights())
     return twin
+
+
+def float32_for_figures(model):
+    """The model whose figures are reported: `model` if it computes in float32, else its float32
+    twin (`float32_twin`: the same weights and weight average), compiled as `model` is for
+    evaluation (XLA or not, the weight average on or off)."""
+    twin = float32_twin(model)
+    if twin is not model:
+        with model.distribute_strategy.scope():
+            twin.compile(jit_compile=bool(model.jit_compile), ema_decay=model.ema_decay)
+    return twin

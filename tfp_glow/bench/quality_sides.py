@@ -15,7 +15,7 @@ import numpy as np
 
 from tfp_glow import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
-from tfp_glow import models, training
+from tfp_glow import models, precision, training
 from tfp_glow.bench import quality_config, quality_variants
 
 EVAL_SEED = 1234  # FlowModel's default eval_seed: the fixed test noise of both sides
@@ -148,6 +148,24 @@ def build_ours(cfg, shape, options):
     return model, note + "".join(f", {k}={v}" for k, v in options.items())
 
 
+class _Float32Figures:
+    """Calling it gives the model to measure: `model` in float32, else a float32 twin
+    (`precision.float32_for_figures`, built once) holding `model`'s current weights, as the
+    CLI reports a mixed-precision model's figures."""
+
+    def __init__(self, model):
+        self.model, self.twin = model, None
+
+    def __call__(self):
+        if not precision.uses_reduced_precision(self.model):
+            return self.model
+        if self.twin is None:
+            self.twin = precision.float32_for_figures(self.model)
+        else:
+            self.twin.set_weights(self.model.get_weights())
+        return self.twin
+
+
 def run_ours(cfg, variant=None):
     """Train our Glow (one variant of `cfg["variants"]`) with `fit` to its budgets and measure it."""
     train_x, _ = data_lib.get_source(cfg["data"], "train")
@@ -164,7 +182,8 @@ def run_ours(cfg, variant=None):
             model.initialize(first)
     init_s = time.perf_counter() - t_init
     test_ds = data_lib.make_dataset(test_x, 256, shuffle=False)
-    measure = lambda: float(model.evaluate(test_ds, return_dict=True, verbose=0)["bits_per_dim"])  # noqa: E731
+    figures = _Float32Figures(model)
+    measure = lambda: float(figures().evaluate(test_ds, return_dict=True, verbose=0)["bits_per_dim"])  # noqa: E731
 
     budget = BudgetCallback(quality_config.budget_points(cfg), cfg["curve_every"], measure=measure)
     budget.t0 = time.perf_counter()
@@ -180,7 +199,7 @@ def run_ours(cfg, variant=None):
 
     t_eval = time.perf_counter()
     test_bpd = budget.at_budget[-1]["test_bpd"] if len(budget.at_budget) == len(budget.points) else measure()
-    finite = {f"{t:.1f}": _finite_fraction(model.sample(N_SAMPLES, temperature=t, seed=0)) for t in TEMPERATURES}
+    finite = {f"{t:.1f}": _finite_fraction(figures().sample(N_SAMPLES, temperature=t, seed=0)) for t in TEMPERATURES}
     eval_s = time.perf_counter() - t_eval
     after = train_s - (budget.t_first_end - budget.t0_start)
     weights_finite = all(bool(np.isfinite(np.asarray(v)).all()) for v in model.trainable_variables)

@@ -18,6 +18,8 @@ import math
 import keras
 import numpy as np
 
+from tfp_glow import precision
+
 
 def _float(lo=None, hi=None, lo_open=False, hi_open=False):
     def parse(text):
@@ -70,8 +72,9 @@ OURS_OPTIONS = {
             "decay of the moving average of the weights used for evaluation (0: off)"),
     "lr_schedule": (_choice("constant", "cosine"), "constant or cosine",
                     "the learning rate after warmup (cosine: to 0 at the last step budget)"),
-    "mixed_precision": (_choice("none", "mixed_bfloat16", "mixed_float16"), "none, mixed_bfloat16 or mixed_float16",
-                        "the Keras mixed-precision policy of the conditioner networks"),
+    "mixed_precision": (_choice(*precision.CHOICES), ", ".join(precision.CHOICES),
+                        "the Keras mixed-precision policy of the conditioner networks (default auto, as the CLI's: "
+                        "mixed_bfloat16 where the hardware has native bf16)"),
     "conv_init": (_choice("keras", "torch"), "keras or torch",
                   "initialisation of the conditioners' hidden convs (torch: PyTorch's default uniform)"),
     "lr": (_float(0.0, lo_open=True), "a float > 0", "the learning rate"),
@@ -98,7 +101,9 @@ def ours_settings(cfg, options):
     """What to build and compile for a variant with `options` (`{key: text}`) under `cfg`.
 
     Returns a dict: `flow_kwargs` (for `models.glow`), `optimizer` (a fresh Keras optimizer),
-    `compile` (keyword arguments of `FlowModel.compile`), `mixed_precision` and `conv_init`.
+    `compile` (keyword arguments of `FlowModel.compile`), `mixed_precision` (resolved: `auto`, the
+    default as in `tfp-glow train`, becomes `mixed_bfloat16` on hardware with native bf16, else
+    `none`) and `conv_init`.
 
     Raises:
       ValueError: a bad value, or `lr_schedule=cosine` without a step budget (the schedule
@@ -126,7 +131,7 @@ def ours_settings(cfg, options):
     if ema:
         compile_kwargs["ema_decay"] = ema
     return dict(flow_kwargs=flow_kwargs, optimizer=cls(lr, **opt_kwargs), compile=compile_kwargs,
-                mixed_precision=o.get("mixed_precision", "none"), conv_init=o.get("conv_init", "keras"))
+                mixed_precision=precision.resolve_policy(o.get("mixed_precision", "auto")), conv_init=o.get("conv_init", "keras"))
 
 
 def torch_default_init(model, seed=0):

@@ -7,6 +7,7 @@ import numpy as np
 from tfp_glow import data as data_lib
 from tfp_glow import precision, runs
 from tfp_glow.cli.options import CLIError, say
+from tfp_glow.precision import float32_for_figures  # noqa: F401 (the commands import it from here)
 
 __all__ = ["load_run", "check_first_batch", "evaluate_data", "print_eval", "float32_for_figures"]
 
@@ -17,17 +18,6 @@ def load_run(run_dir):
         return runs.load_run(run_dir, return_config=True, report=say)
     except (runs.RunError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from e
-
-
-def float32_for_figures(model):
-    """The model whose figures are reported: `model` if it computes in float32, else its float32
-    twin (`precision.float32_twin`: the same weights and weight average), compiled as `model`
-    is for evaluation (XLA or not, the weight average on or off)."""
-    twin = precision.float32_twin(model)
-    if twin is not model:
-        with model.distribute_strategy.scope():
-            twin.compile(jit_compile=bool(model.jit_compile), ema_decay=model.ema_decay)
-    return twin
 
 
 def check_first_batch(model, x, what):
