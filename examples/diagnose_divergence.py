@@ -15,7 +15,7 @@ and prints the first step at which anything became non-finite.
     python examples/diagnose_divergence.py --steps 300 --out /tmp/diag
     PYTHONPATH=/path/to/other/checkout python examples/diagnose_divergence.py ...  # compare
 
-Run it against two checkouts to compare a change (DESIGN.md, Training stability).
+Run it against two checkouts to compare a change (docs/design.md, Training stability).
 """
 import argparse
 import csv

@@ -395,7 +395,7 @@ def _copy_raw(model):
 
 # ------------------------------------------------------------------- MirroredStrategy child
 def _child(out_path):
-    """Two logical CPU devices: the averages under MirroredStrategy (no XLA: DESIGN.md)."""
+    """Two logical CPU devices: the averages under MirroredStrategy (no XLA: docs/design.md, Speed)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -102,7 +102,7 @@ def mirrored_report(tmp_path_factory):
 
 def test_two_replicas_without_xla(mirrored_report):
     assert mirrored_report["replicas"] == 2
-    # XLA and mirrored variables on two CPU devices do not mix (DESIGN.md): compile turns it off
+    # XLA and mirrored variables on two CPU devices do not mix (docs/design.md, Speed): compile turns it off
     assert mirrored_report["jit_compile"] is False
 
 

@@ -1,4 +1,4 @@
-"""The import graph flows one way (DESIGN.md, Layout):
+"""The import graph flows one way (docs/design.md, Layering):
 
     cli -> bench | recipes -> runs -> training -> persistence, export, callbacks, distribute
         -> models -> bijectors -> networks, with data, stability, averaging and plots beside them.

@@ -454,7 +454,7 @@ def test_actnorm_init_of_an_exactly_representable_constant_channel():
 
 @pytest.mark.parametrize("value", [0.1, 0.7, 123.456])
 def test_actnorm_init_of_a_constant_channel_keeps_log_scale_zero(value):
-    """A zero-variance channel must keep `log_scale = 0` (ActNorm's docstring, DESIGN.md).
+    """A zero-variance channel must keep `log_scale = 0` (ActNorm's docstring, docs/design.md).
 
     A float32 constant like 0.1 is a zero-variance channel, but `tf.nn.moments` returns a
     variance of ~1e-15 from the rounding of the mean; the absolute threshold `tiny ** 0.5`

@@ -36,3 +36,12 @@ def test_reexported_names_resolve_on_first_use():
     assert set(tg.__all__) <= set(dir(tg))
     with pytest.raises(AttributeError, match="no_such_name"):
         tg.no_such_name
+
+
+def test_the_parser_repeats_the_library_choices_exactly():
+    # the parser imports no TensorFlow, so it spells out these lists; they must not drift
+    from tfp_glow import distribute, models, precision
+    from tfp_glow.cli import options
+    assert options.FLOW_CHOICES == models.FLOWS
+    assert options.STRATEGIES == distribute.STRATEGIES
+    assert options.POLICIES == precision.CHOICES

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfp_glow import plots
 
 __all__ = ["NonFiniteLossError", "NaNGuard", "FlowCheckpoint", "SampleGrid", "is_chief",
-           "all_weights_finite"]
+           "all_weights_finite", "checkpoint_epoch"]
 
 
 def is_chief(strategy=None):
@@ -84,12 +84,13 @@ def _latest_checkpoint_note(checkpoint_dir):
     latest = tf.train.latest_checkpoint(checkpoint_dir)
     if latest is None:
         return f"No checkpoint was written yet (checkpoint directory {checkpoint_dir})."
-    epoch = _checkpoint_epoch(latest)
+    epoch = checkpoint_epoch(latest)
     at = f" (after epoch {epoch})" if epoch is not None else ""
     return f"The last good checkpoint is {latest}{at}; it is intact and training can resume from it."
 
 
-def _checkpoint_epoch(path):
+def checkpoint_epoch(path):
+    """The epoch count a `FlowCheckpoint` stored in checkpoint `path`, or None."""
     try:
         return int(tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
     except Exception:  # a checkpoint not written by FlowCheckpoint

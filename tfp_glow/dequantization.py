@@ -35,6 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow.bijectors.bounds import bounded_log_scale
 from tfp_glow.bijectors.masks import Mask
 
 __all__ = ["DEQUANTIZATIONS", "VariationalDequantizer", "logistic_log_prob", "log_sigmoid_derivative"]
@@ -116,7 +117,7 @@ class VariationalDequantizer(keras.layers.Layer):
         self.built = True
 
     def _log_scale(self, raw):
-        return self.scale_bound * tf.math.tanh(raw / self.scale_bound)
+        return bounded_log_scale(raw, self.scale_bound)
 
     def sample_with_log_prob(self, levels, v):
         """`u ~ q(. | levels)` and `log q(u | levels)` per example, by reparametrisation.

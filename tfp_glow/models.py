@@ -22,7 +22,7 @@ from tfp_glow.bijectors.coupling import DEFAULT_SCALE_MIN
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-FLOWS = ("nice", "realnvp", "glow", "nsf", "maf")
+FLOWS = ("glow", "realnvp", "nice", "nsf", "maf")
 
 #: Version of what stored weights mean. 2: Glow's sigmoid coupling contracts on the density
 #: pass (`z_b = (x_b - t) * sigma`, openai/glow's direction); version 1 divided by `sigma`

@@ -51,7 +51,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tfp_glow import splits, stability
+from tfp_glow import models, splits, stability
 from tfp_glow.conditional import make_flow_model
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
@@ -59,7 +59,7 @@ from tfp_glow.training import FlowModel
 __all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model", "glow_levels", "default_flow",
            "default_run_dir", "total_steps"]
 
-FLOWS = ("glow", "realnvp", "nice", "nsf", "maf")
+FLOWS = models.FLOWS  # the flow families, as the model builders name them
 #: The weight average that Glow on images larger than 8x8 evaluates and samples with.
 GLOW_EMA_DECAY = 0.999
 MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "logit_alpha", "learn_prior", "bins", "transform")

@@ -49,8 +49,9 @@ import keras
 import tensorflow as tf
 
 from tfp_glow import averaging, precision
+from tfp_glow.callbacks import checkpoint_epoch
 from tfp_glow.conditional import make_flow_model
-from tfp_glow.models import FlowConfig, OldWeightsWarning, old_weights_message
+from tfp_glow.models import WEIGHTS_FORMAT_VERSION, FlowConfig, OldWeightsWarning, old_weights_message
 from tfp_glow.training import FlowModel
 
 __all__ = ["RunError", "CONFIG", "CHECKPOINTS", "WEIGHTS", "METRICS", "LOGS", "SAMPLES_FINAL",
@@ -75,7 +76,8 @@ LOCK = ".lock"
 RUN_ARTIFACTS = (CONFIG, CHECKPOINTS, WEIGHTS, METRICS, LOGS, SAMPLES_FINAL, CURVES, DENSITY)
 #: Evaluation batch size of train's final evaluation and of `evaluate` (stored in config.json).
 EVAL_BATCH_SIZE = 256
-FORMAT_VERSION = 2  # 2: Glow's coupling direction (models.WEIGHTS_FORMAT_VERSION)
+#: What a run's stored weights mean (config.json's `format_version`): the weight files' version.
+FORMAT_VERSION = WEIGHTS_FORMAT_VERSION
 
 
 class RunError(ValueError):
@@ -394,14 +396,6 @@ def verify_checkpoint(path):
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return f"{type(e).__name__}: {first}"[:300]
     return None
-
-
-def checkpoint_epoch(path):
-    """The epoch count a `FlowCheckpoint` stored in `path`, or None."""
-    try:
-        return int(tf.train.load_variable(path, "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    except Exception:  # a checkpoint not written by FlowCheckpoint
-        return None
 
 
 def _quarantine(path):

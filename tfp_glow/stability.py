@@ -1,6 +1,6 @@
 """Training stability: learning-rate warmup, gradient clipping and non-finite step skipping.
 
-The pieces `FlowModel.compile` switches on by default (DESIGN.md, Training stability):
+The pieces `FlowModel.compile` switches on by default (docs/design.md, Training stability):
 
 * `LinearWarmup`: openai/glow's linear warmup, `lr(t) = lr * min(1, (t + 1) / warmup_steps)`;
 * `CosineDecayAfterWarmup`: an optional cosine decay of the steps after the warmup

@@ -181,7 +181,7 @@ def dequantize_batch(x_uint8, n_bits, seed=None):
 
 
 def bits_per_dim(log_prob, num_dims, n_bits):
-    """DESIGN.md's discrete-data bound: `(-log p + D n_bits ln 2) / (D ln 2)`."""
+    """The discrete-data bound (docs/design.md, Metrics): `(-log p + D n_bits ln 2) / (D ln 2)`."""
     return (-log_prob + num_dims * n_bits * math.log(2.0)) / (num_dims * math.log(2.0))
 
 

@@ -12,6 +12,7 @@ import tensorflow_probability as tfp
 
 from tfp_glow.bijectors._util import (AugmentedBijectorMixin, apply_on_events, check_event_shape, keras_variables,
                                       layer_dtype)
+from tfp_glow.bijectors.bounds import bounded_log_scale
 from tfp_glow.bijectors.spline import (DEFAULT_MIN_BIN_HEIGHT, DEFAULT_MIN_BIN_WIDTH, DEFAULT_MIN_DERIVATIVE,
                                        check_spline_args, num_spline_params, rational_quadratic_spline, spline_params)
 
@@ -237,13 +238,13 @@ class MaskedAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
         values `[..., D]` (the data for MAF, the latent for IAF); the function TFP's
         `MaskedAutoregressiveFlow(shift_and_log_scale_fn=...)` takes."""
         p = self._params(v_flat)
-        return p[..., 0], self._scale_bound * tf.math.tanh(p[..., 1] / self._scale_bound)
+        return p[..., 0], bounded_log_scale(p[..., 1], self._scale_bound)
 
     def _tau(self, v, p, inverse):
         """`tau(v; p)` (or its inverse) elementwise and `log|d out / d v|`."""
         if self._transform_kind == "affine":
             shift, raw = p[..., 0], p[..., 1]
-            log_s = self._scale_bound * tf.math.tanh(raw / self._scale_bound)
+            log_s = bounded_log_scale(raw, self._scale_bound)
             if inverse:
                 return (v - shift) * tf.exp(-log_s), -log_s
             return v * tf.exp(log_s) + shift, log_s

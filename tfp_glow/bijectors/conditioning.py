@@ -21,7 +21,7 @@ from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
 __all__ = ["CONDITIONAL_INPUT", "ContextProjection", "broadcast_context", "is_conditional", "member_kwargs",
-           "require_context"]
+           "refuse_context", "require_context"]
 
 #: The TFP keyword argument our conditional bijectors take.
 CONDITIONAL_INPUT = "conditional_input"
@@ -46,6 +46,12 @@ def member_kwargs(member, kwargs):
     if kwargs.get(CONDITIONAL_INPUT) is not None and is_conditional(member):
         routed.setdefault(CONDITIONAL_INPUT, kwargs[CONDITIONAL_INPUT])
     return routed
+
+
+def refuse_context(context, who):
+    """Raises a `ValueError` if `context` is given to `who`, a bijector that is not conditional."""
+    if context is not None:
+        raise ValueError(f"{who} is not conditional (context_dim=0) but received `{CONDITIONAL_INPUT}`.")
 
 
 def require_context(context, context_dim, who):

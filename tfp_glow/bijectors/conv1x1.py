@@ -57,9 +57,8 @@ def lu_decompose(w):
 def _per_pixel_matmul(v, w):
     """`v @ w^T` over the last axis, `[..., C] -> [..., C]`: one `[N*H*W, C] x [C, C]` matmul.
 
-    Same as `tf.einsum("...c,dc->...d", v, w)`, but TF's oneDNN einsum kernel is 15-18x slower
-    than a plain matmul on these small channel counts (measured on 64x14x14x4..16, forward and
-    backward): about 10% of a Glow train step.
+    Same as `tf.einsum("...c,dc->...d", v, w)`, but TF's oneDNN einsum kernel is many times
+    slower than a plain matmul on these small channel counts (docs/measurements/speed.md).
     """
     c = w.shape[-1]
     out = tf.matmul(tf.reshape(v, [-1, c]), w, transpose_b=True)

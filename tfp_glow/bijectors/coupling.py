@@ -8,7 +8,8 @@ import tensorflow_probability as tfp
 
 from tfp_glow import networks
 from tfp_glow.bijectors._util import AugmentedBijectorMixin, apply_on_events, check_event_shape, keras_variables, layer_dtype
-from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, broadcast_context, require_context
+from tfp_glow.bijectors.bounds import bounded_log_scale
+from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, broadcast_context, refuse_context, require_context
 from tfp_glow.bijectors.masks import Mask
 
 tfb = tfp.bijectors
@@ -34,7 +35,7 @@ def log_scale_from_raw(h, scale_fn, scale_bound, scale_min=DEFAULT_SCALE_MIN):
         if scale_min == 0.0:
             return -tf.math.log_sigmoid(h + 2.0)
         return -tf.math.log(scale_min + (1.0 - scale_min) * tf.math.sigmoid(h + 2.0))
-    return scale_bound * tf.math.tanh(h / scale_bound)
+    return bounded_log_scale(h, scale_bound)
 
 
 class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
@@ -92,9 +93,7 @@ class _Coupling(AugmentedBijectorMixin, tfb.Bijector):
         """The conditioner's input: `cond`, with the context `[*batch, K]` concatenated on the
         last axis (broadcast over the positions of an image)."""
         if not self._is_conditional:
-            if context is not None:
-                raise ValueError(f"{self.name} is not conditional (context_dim=0) but received "
-                                 f"`{CONDITIONAL_INPUT}`.")
+            refuse_context(context, self.name)
             return cond
         rank = len(self._event_shape_in)
         c = broadcast_context(require_context(context, self._context_dim, self.name), x, rank)

@@ -7,15 +7,11 @@ import tensorflow_probability as tfp
 from tfp_glow import networks
 from tfp_glow.bijectors import walk
 from tfp_glow.bijectors._util import AugmentedBijectorMixin, FusedLogDetMixin, apply_on_events, check_event_shape, keras_variables
+from tfp_glow.bijectors.bounds import bounded_log_scale
 from tfp_glow.bijectors.conditioning import (CONDITIONAL_INPUT, ContextProjection, broadcast_context, is_conditional,
-                                             require_context)
+                                             refuse_context, require_context)
 
 tfb = tfp.bijectors
-
-
-def bounded_log_scale(raw, bound):
-    """`bound * tanh(raw / bound)`: the identity near 0, never beyond +-bound."""
-    return bound * tf.math.tanh(raw / bound)
 
 
 class Split(AugmentedBijectorMixin, tfb.Bijector):
@@ -104,8 +100,8 @@ class Split(AugmentedBijectorMixin, tfb.Bijector):
         return self._conditioner
 
     def _inner_kwargs(self, context):
-        if context is not None and not self._is_conditional:
-            raise ValueError(f"{self.name} is not conditional but received `{CONDITIONAL_INPUT}`.")
+        if not self._is_conditional:
+            refuse_context(context, self.name)
         return {CONDITIONAL_INPUT: context} if (self._inner_conditional and context is not None) else {}
 
     def _prior(self, x1, context=None):
@@ -212,8 +208,7 @@ class LearnedPrior(FusedLogDetMixin, tfb.Bijector):
     def _params_for(self, t, context):
         """`(mu, log sigma)`: of the event's shape, or `[*batch, *event]` with a context."""
         if not self._context_dim:
-            if context is not None:
-                raise ValueError(f"{self.name} is not conditional but received `{CONDITIONAL_INPUT}`.")
+            refuse_context(context, self.name)
             return self._mean, self._log_sigma()
         rank = len(self._event_shape_in)
         c = broadcast_context(require_context(context, self._context_dim, self.name), t, rank)

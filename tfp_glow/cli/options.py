@@ -12,7 +12,7 @@ import math
 __all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DATA_HELP",
            "DEFAULTS_HELP"]
 
-FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")
+FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")  # tfp_glow.models.FLOWS
 STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.distribute.STRATEGIES
 POLICIES = ("auto", "none", "mixed_bfloat16", "mixed_float16")  # tfp_glow.precision.CHOICES
 DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_VAL_FRACTION
