@@ -29,8 +29,9 @@ def test_larger_images_use_the_most_levels_dividing_the_size(name, shape, levels
     if max(shape[:2]) > 8:
         assert r.flow_kwargs["hidden_channels"] == 256 and r.n_bits == 8 and r.learning_rate == 1e-3
         assert r.warmup_steps == 200 and r.epochs == 10
-        # issue 18's measured default: the weight average; the split priors stay conditional
-        assert r.ema_decay == 0.999 and "split_prior" not in r.flow_kwargs
+        # issue 18's measured defaults: the weight average; per-channel split priors for colour
+        assert r.ema_decay == 0.999
+        assert r.flow_kwargs.get("split_prior", True) == ("channel" if shape[2] == 3 else True)
     else:
         assert "split_prior" not in r.flow_kwargs and r.ema_decay is None
 
@@ -103,6 +104,24 @@ def test_given_builder_arguments_keep_what_the_options_do_not_name():
     assert r.flow_kwargs == {**stored, "couplings_per_stage": 4} and stored["couplings_per_stage"] == 2
 
 
+@pytest.mark.parametrize("given,expected", [("conditional", True), ("channel", "channel"), ("none", False),
+                                            (False, False)])
+def test_split_prior_option_reaches_the_glow_builder(given, expected):
+    r = recipes.recipe_for("image", (16, 16, 3), "glow", "faces", split_prior=given)
+    assert r.flow_kwargs["split_prior"] == expected
+    from tfp_glow import models, networks
+    dist = models.glow((16, 16, 3), **{**r.flow_kwargs, "levels": 2, "steps": 1, "hidden_channels": 8})
+
+    def conditioners(b):  # the split priors' networks, through chains, Invert and Split's inner flow
+        found = [b._conditioner] if hasattr(b, "_conditioner") and b._conditioner is not None else []
+        for child in list(getattr(b, "bijectors", [])) + [getattr(b, "bijector", None), getattr(b, "_inner", None)]:
+            found += conditioners(child) if child is not None else []
+        return found
+    priors = [n for n in conditioners(dist.bijector) if "split_prior" in n.name or "prior" in n.name]
+    assert bool(priors) == (expected is not False)  # a learned split prior unless "none"
+    assert all(isinstance(n, networks.ChannelParameters) == (expected == "channel") for n in priors)
+
+
 def test_merged_replaces_given_fields_only():
     r = recipes.recipe_for("vector", (2,))
     assert r.merged(epochs=None, batch_size=32).batch_size == 32
@@ -130,6 +149,8 @@ def test_bad_kind_flow_or_shape_raise_value_error(args, kwargs, pattern):
     ("image", (8, 8, 1), "realnvp", {"coupling": "additive"}, "coupling"),
     ("image", (8, 8, 1), "glow", {"logit_alpha": 0.1}, "logit_alpha"),
     ("image", (8, 8, 1), "glow", {"hidden": (8, 8)}, "hidden"),
+    ("image", (8, 8, 1), "realnvp", {"split_prior": "channel"}, "split_prior"),
+    ("image", (8, 8, 1), "glow", {"split_prior": "gaussian"}, "split_prior"),
 ])
 def test_options_that_do_not_apply_raise_option_error(kind, shape, flow, kwargs, option):
     with pytest.raises(recipes.OptionError) as info:

@@ -13,7 +13,8 @@ reachable from the API.
   arguments of the flow and the training options (epochs, batch, learning rate, warmup,
   learning-rate schedule, clipping, weight average, bit depth). Explicit overrides win over
   the defaults: any `Recipe` field, and the model options of `MODEL_OPTIONS` (`levels`,
-  `steps`, `hidden`, `coupling`, `lu`, `logit_alpha`, `learn_prior`, `bins`, `transform`),
+  `steps`, `hidden`, `coupling`, `lu`, `split_prior`, `logit_alpha`, `learn_prior`, `bins`,
+  `transform`),
   which it maps onto the flow's builder arguments.
   An option the flow or the data kind cannot take raises `OptionError` (a `ValueError`).
 * `build_model(data_name, flow=None, **overrides)` builds and compiles a `FlowModel` from the
@@ -34,15 +35,15 @@ Why these numbers (2 CPU cores; README, Training):
   steps of an unlucky initialisation (openai/glow; y0ast/Glow-PyTorch#1).
 * 8x8 digits: 5 bits, 128 hidden, lr 2e-3, 30 epochs of 20 steps, a 50-step warmup.
 * Glow on images larger than 8x8 evaluates, samples and exports with a weight average,
-  `ema_decay=0.999`, from equal-step ablations against normflows' Glow
-  (`docs/measurements/issue18.md`; photos32, L=3 K=4 256 hidden, seed 0). With per-channel
-  split priors, the test bits/dim at steps 500 / 1,000 / 1,500 were 3.487 / 3.035 / 2.926 with
-  the average and 3.454 / 3.100 / 2.998 without it; normflows reached 3.947 / 3.188 / 3.017.
-  The average lags while the loss falls fast and helps from step 1,000 on.
-* The split priors stay conditional on the kept half. Per-channel priors (`split_prior=
-  "channel"`, normflows' `GlowBase`) won on photos32 (2.998 against 3.063 at step 1,500) but
-  lost on digits28 (L=2 K=4 400 hidden: 2.449 against 2.342), so neither is a default for all
-  images yet.
+  `ema_decay=0.999`: on photos32 at equal steps it gained 0.07 bits/dim at step 1,500 and lags
+  only while the loss falls fast (`docs/measurements/issue18.md`, EMA).
+* Glow on colour images larger than 8x8 (3 channels) uses per-channel split priors
+  (`split_prior="channel"`, normflows' `GlowBase`); other images keep priors conditional on the
+  kept half. On photos32 (L=3 K=4 256 hidden, bf16, EMA) the per-channel priors reached
+  2.930 / 2.918 test bits/dim at step 1,500 (seeds 0 / 1) against 3.023 conditional (seed 0)
+  and normflows' 3.017 / 2.984; on digits28 (L=2 K=4 400 hidden, seed 0) they lost,
+  2.449 against 2.342 (`docs/measurements/issue18.md`, multi-seed table). `--split-prior`
+  chooses.
 """
 import dataclasses
 import os
@@ -62,7 +63,10 @@ __all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model"
 FLOWS = models.FLOWS  # the flow families, as the model builders name them
 #: The weight average that Glow on images larger than 8x8 evaluates and samples with.
 GLOW_EMA_DECAY = 0.999
-MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "logit_alpha", "learn_prior", "bins", "transform")
+MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "split_prior", "logit_alpha", "learn_prior", "bins",
+                 "transform")
+#: `split_prior` as the CLI names it -> `models.glow(split_prior=...)`.
+SPLIT_PRIORS = {"conditional": True, "channel": "channel", "none": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +169,8 @@ def _default_recipe(image, shape, flow, data_name):
     if flow == "glow":
         kwargs = {"levels": 2 if small else glow_levels(shape), "steps": 8,
                   "hidden_channels": 128 if small else 256, "coupling": "affine", "lu": True}
+        if image and not small and shape[-1] == 3:  # colour: per-channel split priors (module docstring)
+            kwargs["split_prior"] = "channel"
     elif flow == "realnvp":
         kwargs = ({"levels": 2, "couplings_per_stage": 3, "hidden": 64} if image
                   else {"couplings_per_stage": 8, "hidden": [128, 128]})
@@ -190,7 +196,7 @@ def _default_recipe(image, shape, flow, data_name):
 
 
 def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, coupling=None, lu=None,
-                 logit_alpha=None, learn_prior=None, bins=None, transform=None):
+                        split_prior=None, logit_alpha=None, learn_prior=None, bins=None, transform=None):
     """The builder arguments `base` (a recipe's `flow_kwargs`) with the given model options
     (`recipe_for` has checked that `flow` fits `kind`).
 
@@ -203,6 +209,9 @@ def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, 
       hidden: conditioner width: one channel count (glow, realnvp images), or MLP units as an
         int (every layer) or a sequence (nice, nsf, maf, realnvp vectors).
       coupling, lu: glow only. logit_alpha, learn_prior: realnvp images only.
+      split_prior: glow only: the priors at the splits, `"conditional"` (on the kept half),
+        `"channel"` (a learned Gaussian per channel) or `"none"` (standard normal); also
+        `models.glow`'s own values (`True`, `"channel"`, `False`).
       bins: spline bins (nsf; maf with the spline transform). transform: maf only, `affine`
         or `spline`.
 
@@ -211,11 +220,11 @@ def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, 
         counts for an image conditioner.
     """
     image = kind == "image"
-    given = dict(levels=levels, coupling=coupling, lu=lu, logit_alpha=logit_alpha, learn_prior=learn_prior,
-                 bins=bins, transform=transform)
+    given = dict(levels=levels, coupling=coupling, lu=lu, split_prior=split_prior, logit_alpha=logit_alpha,
+                 learn_prior=learn_prior, bins=bins, transform=transform)
     applies = {
         "levels": flow == "glow" or (flow == "realnvp" and image),
-        "coupling": flow == "glow", "lu": flow == "glow",
+        "coupling": flow == "glow", "lu": flow == "glow", "split_prior": flow == "glow",
         "logit_alpha": flow == "realnvp" and image, "learn_prior": flow == "realnvp" and image,
         "bins": flow == "nsf" or (flow == "maf" and (transform or base.get("transform")) == "spline"),
         "transform": flow == "maf",
@@ -232,6 +241,12 @@ def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, 
             kw[key] = value
     if learn_prior:
         kw["learn_prior"] = True
+    if split_prior is not None:
+        value = SPLIT_PRIORS.get(split_prior, split_prior) if isinstance(split_prior, str) else split_prior
+        if value not in (True, False, "channel"):
+            raise OptionError(f"split_prior must be one of {', '.join(SPLIT_PRIORS)}; got {split_prior!r}.",
+                              "split_prior", flow, kind, split_prior)
+        kw["split_prior"] = value
     if hidden is not None:
         hidden = tuple(hidden) if isinstance(hidden, (list, tuple)) else (int(hidden),)
         if flow == "glow" or (flow == "realnvp" and image):  # one channel count

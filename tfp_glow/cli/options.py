@@ -303,6 +303,10 @@ def build_parser():
                    help="glow: coupling kind (default affine)")
     m.add_argument("--lu", action=argparse.BooleanOptionalAction, default=None,
                    help="glow: LU-parametrised 1x1 convolutions (default on)")
+    m.add_argument("--split-prior", choices=("conditional", "channel", "none"), default=None,
+                   help="glow: the priors at the splits: conditional on the kept half, a learned Gaussian "
+                        "per channel (normflows' GlowBase), or none (standard normal); default: the "
+                        "recipe's for the data")
     m.add_argument("--logit-alpha", type=positive_float, default=None,
                    help="realnvp images: RealNVP's logit preprocessing with this alpha (default off)")
     m.add_argument("--learn-prior", action=argparse.BooleanOptionalAction, default=None,
