@@ -32,6 +32,7 @@ LAYERS = {
     "tfp_glow.scoring": 0,     # OOD scores and AUROC (uses data; takes a model as an argument)
     "tfp_glow.bijectors": 1,
     "tfp_glow.models": 2,
+    "tfp_glow.sampling": 2,    # the latent sampler and seed helper (model, serving, latent toolkit)
     "tfp_glow.dequantization": 2,  # the learned q(u | x) of variational dequantization (uses bijectors' masks)
     "tfp_glow.persistence": 3,  # weight files: compatibility, annotation (needs models only)
     "tfp_glow.export": 3,       # SavedModel signatures of a model instance
