@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import export, latent, sampling
+from tfp_glow import latent, sampling, serving
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
@@ -74,7 +74,7 @@ def test_a_row_is_a_batch_of_one():
 def test_the_model_the_toolkit_and_the_savedmodel_draw_the_same_latent(glow):
     z = sampling.draw_latent(glow.latent_shape, 4, 0.6, 21)
     np.testing.assert_allclose(glow.sample(4, 0.6, seed=21), glow.decode(z), atol=1e-5)
-    np.testing.assert_allclose(export.sample_stateless(glow, 4, 0.6, 21)["x"], glow.decode(z), atol=1e-5)
+    np.testing.assert_allclose(serving.sample_stateless(glow, 4, 0.6, 21)["x"], glow.decode(z), atol=1e-5)
     levels = latent.level_map(glow)
     scale = np.where(levels == 0, 0.3, 0.8).astype(np.float32)
     np.testing.assert_allclose(latent.draw_latent(glow, 4, [0.3, 0.8], seed=21),
