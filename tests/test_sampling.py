@@ -81,3 +81,15 @@ def test_the_model_the_toolkit_and_the_savedmodel_draw_the_same_latent(glow):
                                sampling.draw_latent(glow.latent_shape, 4, 1.0, 21) * scale, rtol=1e-6)
     np.testing.assert_allclose(glow.sample(4, 1.0, seed=21, level_temperatures=[0.3, 0.8]),
                                glow.decode(latent.draw_latent(glow, 4, [0.3, 0.8], seed=21)), atol=1e-5)
+
+
+def test_the_draws_compile_with_xla_and_keep_their_contracts():
+    """XLA draws its own numbers, but a seed still fixes them, and a row is a batch of one."""
+    latent_fn = tf.function(lambda n, t, s: sampling.draw_latent(LATENT, n, t, s), jit_compile=True)
+    rows_fn = tf.function(lambda t, s: sampling.draw_rows(LATENT, t, s), jit_compile=True)
+    a = latent_fn(tf.constant(3), tf.constant(0.5), tf.constant([7, 0])).numpy()
+    assert a.shape == (3, *LATENT) and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, latent_fn(tf.constant(3), tf.constant(0.5), tf.constant([7, 0])))
+    assert not np.allclose(a, latent_fn(tf.constant(3), tf.constant(0.5), tf.constant([8, 0])))
+    rows = rows_fn(tf.constant([0.5, 1.0]), tf.constant([7, 9])).numpy()
+    np.testing.assert_allclose(rows[0], latent_fn(tf.constant(1), tf.constant(0.5), tf.constant([7, 0]))[0], rtol=1e-6)

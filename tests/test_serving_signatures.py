@@ -212,3 +212,15 @@ def test_one_builder_serves_both_kinds(exported):
     assert [s.name for s in spec] == ["label", "temperature", "seed"] and spec[1].shape.rank is None
     assert [s.name for s in fns["log_prob"].input_signature] == ["x", "label"]
     assert [s.name for s in fns["classify"].input_signature] == ["x"]
+
+
+def test_export_saved_model_writes_a_conditional_model_too(exported, tmp_path):
+    """The CLI's `tfp-glow export` calls `export_saved_model` for every model."""
+    model, x = exported["model"], exported["x"]
+    with pytest.raises(ValueError, match=r"Unknown signatures \['sample_n'\]; a class-conditional model exports"):
+        serving.export_saved_model(model, str(tmp_path / "bad"), signatures=["sample_n"])
+    path = serving.export_saved_model(model, str(tmp_path / "one"), signatures=["classify"], serving_default="classify")
+    loaded = tf.saved_model.load(path)
+    assert sorted(loaded.signatures.keys()) == ["classify", "serving_default"]
+    assert serving.read_metadata(path)["num_classes"] == 10
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](x=tf.constant(x))["label"], model.classify(x))

@@ -8,7 +8,8 @@ temperatures is a batch of base distributions, as in TFP) and `s` an optional pe
 the same seed gives the same latent, hence the same samples, on the live model and in the
 SavedModel. The draw depends only on the seed and the number of entries (Philox counters), so
 `draw_latent(L, 1, T, k)[0]` is row `k` of `draw_rows(L, [T], [k])`: one row of a batch and a
-batch of one agree.
+batch of one agree. Under XLA (`jit_compile=True`) the same contracts hold, with other numbers:
+XLA has its own generator.
 
 References:
   Kingma & Dhariwal, "Glow", NeurIPS 2018 (temperature: sampling from `N(0, T^2)`).
