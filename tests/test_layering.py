@@ -32,9 +32,11 @@ LAYERS = {
     "tfp_glow.scoring": 0,     # OOD scores and AUROC (uses data; takes a model as an argument)
     "tfp_glow.bijectors": 1,
     "tfp_glow.models": 2,
+    "tfp_glow.sampling": 2,    # the latent sampler and seed helper (model, serving, latent toolkit)
     "tfp_glow.dequantization": 2,  # the learned q(u | x) of variational dequantization (uses bijectors' masks)
     "tfp_glow.persistence": 3,  # weight files: compatibility, annotation (needs models only)
-    "tfp_glow.export": 3,       # SavedModel signatures of a model instance
+    "tfp_glow.export": 3,       # the public names of serving, re-exported
+    "tfp_glow.serving": 3,      # SavedModel signatures of a model instance: builder, checks, layout
     "tfp_glow.callbacks": 3,
     "tfp_glow.distribute": 3,
     "tfp_glow.summary": 3,      # FlowModel.summary's table of the bijector tree

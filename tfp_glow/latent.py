@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow.models import standard_normal
+from tfp_glow import sampling
 
 __all__ = ["INTERPOLATIONS", "attribute_direction", "class_direction", "decode", "draw_latent", "encode",
            "interpolate", "level_map", "level_temperatures", "manipulate", "num_levels", "slerp"]
@@ -120,16 +120,18 @@ def level_temperatures(model, temperature):
 def draw_latent(model, n, temperature=1.0, seed=None):
     """`n` base draws `[n, *latent_shape]`, each level's noise scaled by its temperature.
 
-    With an int `seed` the draw is stateless (`tf.random.stateless_normal(seed=[seed, 0])`):
-    the same seed gives the same noise in every call, so grids at several temperatures show
-    the same samples.
+    `sampling.draw_latent` with `scale = level_temperatures(model, temperature)`: an int
+    `seed` gives the same noise in every call (`stateless_normal(seed=[seed, 0])`, as
+    `FlowModel.sample` and the SavedModel draw it), so grids at several temperatures show the
+    same samples; `None` draws a fresh seed.
+
+    Args:
+      model: a `FlowModel` (its `latent_shape` and levels).
+      n: Python int >= 0.
+      temperature: a float, or one float per level, finest first (`level_temperatures`).
+      seed: an int, a stateless pair `[2]`, or `None`.
     """
-    scale = tf.constant(level_temperatures(model, temperature))
-    if seed is None:
-        eps = standard_normal(model.latent_shape).sample(n)
-    else:
-        eps = tf.random.stateless_normal([int(n), *model.latent_shape], seed=[int(seed), 0])
-    return eps * scale
+    return sampling.draw_latent(model.latent_shape, n, 1.0, seed, scale=level_temperatures(model, temperature))
 
 
 # -------------------------------------------------------------------- interpolation

@@ -1,10 +1,11 @@
 """`tfp-glow export RUN_DIR PATH [--version N]`: a trained run as a TensorFlow SavedModel
-(`tfp_glow.export.export_saved_model`); with `--version`, in TF Serving's `PATH/N/` layout."""
+(`tfp_glow.serving.export_saved_model`, also `tfp_glow.export.export_saved_model`); with
+`--version`, in TF Serving's `PATH/N/` layout."""
 import os
 
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.options import CLIError, say
-from tfp_glow.export import export_conditional_saved_model, export_saved_model
+from tfp_glow.serving import export_saved_model
 
 __all__ = ["run"]
 
@@ -22,9 +23,8 @@ def run(args):
         except ValueError:
             raise CLIError(f"--version must be an int >= 1 or 'next'; received {version!r}.") from None
     try:
-        # a conditional model gets label inputs and a classify signature
-        export = export_conditional_saved_model if getattr(model, "num_classes", 0) else export_saved_model
-        path = export(model, args.path, signatures=signatures, version=version)
+        # one builder: a conditional model gets label inputs and a classify signature
+        path = export_saved_model(model, args.path, signatures=signatures, version=version)
     except (ValueError, FileExistsError) as e:
         raise CLIError(str(e)) from e
     say(f"wrote {path}")

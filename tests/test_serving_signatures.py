@@ -1,6 +1,8 @@
-"""SavedModel of a class-conditional model: `log_prob`, `sample`, `encode`, `decode` with a label
-input and a `classify` signature, loaded in a child process where `tfp_glow`, TensorFlow
-Probability and Keras cannot be imported; numbers equal to the live model's."""
+"""tfp_glow.serving.signatures, with a context: a class-conditional model's `log_prob`, `sample`,
+`encode`, `decode` with a label input and its `classify` signature, loaded in a child process
+where `tfp_glow`, TensorFlow Probability and Keras cannot be imported; numbers equal to the live
+model's and to the shared sampler's draws. `sample` takes rows like the unconditional one (and
+format 1's scalar temperature and seed)."""
 import json
 import os
 import subprocess
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import export, labeled
+from tfp_glow import labeled, sampling, serving
 from tfp_glow.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 
@@ -72,6 +74,19 @@ def exported(tmp_path_factory):
         "decode": ("decode", dict(z=z, label=yt)),
         "sample": ("sample", dict(label=np.array([0, 3, 3], np.int32), temperature=np.float32(0.7),
                                   seed=np.int32(4))),
+        # rows, as a REST body {"instances": [{"label": 0, "temperature": 0.7, "seed": 5}, ...]} gives them
+        "sample_rows": ("sample", dict(label=np.int32([0, 3, 3, 7]), temperature=np.float32([0.7, 0.7, 1.0, 0.0]),
+                                       seed=np.int32([5, 5, 5, 9]))),
+        "sample_rows_one_t": ("sample", dict(label=np.int32([0, 3]), temperature=np.float32(0.7),
+                                             seed=np.int32([5, 9]))),
+        "sample_rows_none": ("sample", dict(label=np.zeros([0], np.int32), temperature=np.zeros([0], np.float32),
+                                            seed=np.zeros([0], np.int32))),
+        "bad_sample_lengths": ("sample", dict(label=np.int32([0, 1]), temperature=np.float32([0.7, 0.7, 0.7]),
+                                              seed=np.int32([1, 2]))),
+        "bad_sample_rank": ("sample", dict(label=np.int32([0, 1]), temperature=np.float32(0.7),
+                                           seed=np.int32([[1, 2]]))),
+        "bad_sample_temperature": ("sample", dict(label=np.int32([0, 1]), temperature=np.float32([0.7, -1.0]),
+                                                  seed=np.int32([1, 2]))),
         "default": ("serving_default", dict(x=xt, label=yt)),
         # no rows in, no rows out (convolutions reject an empty batch, so each signature guards it)
         "sample_none": ("sample", dict(label=np.zeros([0], np.int32), temperature=np.float32(0.7), seed=np.int32(4))),
@@ -154,5 +169,58 @@ def test_bad_labels_are_refused(exported):
     assert "one label per example" in report["bad_count"]["error"]
     assert "error" in report["bad_dtype"]
     with pytest.raises(ValueError, match="class-conditional"):
-        export.export_conditional_saved_model(
+        serving.export_conditional_saved_model(
             type("M", (), {"num_classes": 0, "is_image": True})(), "/tmp/unused")
+
+
+def test_sample_takes_rows_like_the_unconditional_one(exported):
+    model, result, report = exported["model"], exported["result"], exported["report"]
+    got = result("sample_rows")
+    assert got["images"].shape == (4, 8, 8, 1) and got["images"].dtype == np.uint8
+    t, s, y = np.float32([0.7, 0.7, 1.0, 0.0]), np.int32([5, 5, 5, 9]), [0, 3, 3, 7]
+    for i in range(4):  # row i: the shared sampler's row, decoded with label i
+        z = sampling.draw_latent(model.latent_shape, 1, float(t[i]), int(s[i]))
+        np.testing.assert_allclose(got["x"][i], model.decode(z, [y[i]]).numpy()[0], atol=1e-4)
+    # and FlowModel.sample's draw: label 3 at T = 0.7 and 1.0 of seed 5 is one latent at two temperatures
+    np.testing.assert_allclose(got["x"][1:3], model.sample(1, [0.7, 1.0], seed=5, labels=[3]).numpy()[0], atol=1e-4)
+    one_t = result("sample_rows_one_t")  # a scalar temperature applies to every row
+    np.testing.assert_allclose(one_t["x"][0], got["x"][0], atol=1e-5)
+    z9 = sampling.draw_latent(model.latent_shape, 1, 0.7, 9)
+    np.testing.assert_allclose(one_t["x"][1], model.decode(z9, [3]).numpy()[0], atol=1e-4)
+    assert result("sample_rows_none")["x"].shape == (0, 8, 8, 1)
+    assert "expects temperature: [batch] (one per label) or [] (one for all)" in report["bad_sample_lengths"]["error"]
+    assert "expects seed: [batch] (one per label) or [] (one for all)" in report["bad_sample_rank"]["error"]
+    assert "expects temperature >= 0" in report["bad_sample_temperature"]["error"]
+
+
+def test_the_format_1_call_draws_all_rows_at_once(exported):
+    """A scalar seed: `sample_n`'s draw of N rows (format 1's numbers), as `sample_stateless`."""
+    model, result = exported["model"], exported["result"]
+    live = serving.sample_stateless(model, 3, 0.7, 4, labels=[0, 3, 3])
+    np.testing.assert_allclose(result("sample")["x"], live["x"].numpy(), atol=1e-4)
+    np.testing.assert_array_equal(result("sample")["images"], live["images"].numpy())
+    with pytest.raises(ValueError, match="labels"):
+        serving.sample_stateless(model, 3, 0.7, 4)
+
+
+def test_one_builder_serves_both_kinds(exported):
+    model = exported["model"]
+    assert serving.signature_names(model) == serving.CONDITIONAL_SIGNATURES
+    fns = serving.serving_functions(model)
+    assert serving.conditional_serving_functions(model) is fns
+    spec = fns["sample"].input_signature
+    assert [s.name for s in spec] == ["label", "temperature", "seed"] and spec[1].shape.rank is None
+    assert [s.name for s in fns["log_prob"].input_signature] == ["x", "label"]
+    assert [s.name for s in fns["classify"].input_signature] == ["x"]
+
+
+def test_export_saved_model_writes_a_conditional_model_too(exported, tmp_path):
+    """The CLI's `tfp-glow export` calls `export_saved_model` for every model."""
+    model, x = exported["model"], exported["x"]
+    with pytest.raises(ValueError, match=r"Unknown signatures \['sample_n'\]; a class-conditional model exports"):
+        serving.export_saved_model(model, str(tmp_path / "bad"), signatures=["sample_n"])
+    path = serving.export_saved_model(model, str(tmp_path / "one"), signatures=["classify"], serving_default="classify")
+    loaded = tf.saved_model.load(path)
+    assert sorted(loaded.signatures.keys()) == ["classify", "serving_default"]
+    assert serving.read_metadata(path)["num_classes"] == 10
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](x=tf.constant(x))["label"], model.classify(x))
