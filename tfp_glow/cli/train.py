@@ -154,7 +154,7 @@ def _build(args, job):
     apply_precision(args, job)
     job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
                                             jit_compile=False if args.no_xla else "auto")
-    job.hooks.check(job.model, job)
+    job.hooks.prepare(job.model, job)
     n_train = splits.num_examples(job.parts["train"])
     job.train_ds = data_lib.make_dataset(job.hooks.examples(job, "train"), recipe.batch_size, shuffle=True,
                                          seed=args.seed, drop_remainder=n_train is None or n_train >= recipe.batch_size,

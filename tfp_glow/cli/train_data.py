@@ -7,7 +7,7 @@ that depend on the data carrying labels:
 |---|---|---|
 | `load` | `splits.load_split` | `labeled.load_labeled_split`: images and labels |
 | `recipe` | as the library's | `num_classes` added; image flows glow/realnvp only |
-| `check` | the images of every split | images and labels of every split |
+| `prepare` | checks the images of every split | checks images and labels; sets the class prior |
 | `examples` | the split's images | `(image, label)` pairs |
 | `init_batch` | `distribute.global_init_batch` | the same examples, with their labels |
 | `config` | nothing more | `conditional`, `num_classes`, `class_prior` |
@@ -52,8 +52,8 @@ class Unlabelled:
     def run_dir(self, flow, data_name):
         return recipes.default_run_dir(flow, data_name)
 
-    def check(self, model, job):
-        """Every split against the model, before any step (`ValueError` naming the split)."""
+    def prepare(self, model, job):
+        """Checks every split against the model, before any step (`ValueError` naming the split)."""
         for split in splits.SPLITS:
             check_first_batch(model, job.parts[split], WHAT[split])
 
@@ -106,7 +106,8 @@ class Labelled(Unlabelled):
     def run_dir(self, flow, data_name):
         return recipes.default_run_dir(flow, data_name) + "-conditional"
 
-    def check(self, model, job):
+    def prepare(self, model, job):
+        """Checks every split's images and labels; the class prior from the training labels."""
         for split in splits.SPLITS:
             x, y, what = job.parts[split], job.labels[split], WHAT[split]
             if y is None:  # a TFDS dataset of pairs
