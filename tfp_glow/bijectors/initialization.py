@@ -4,7 +4,7 @@
 by member, and calls `ActNorm.initialize(t)` on the tensor `t` that reaches each ActNorm before
 passing `t` through it, so every ActNorm sees the batch as the initialised layers before it
 transform it. The bijectors themselves stay pure maps: their `_forward`/`_inverse` consult no
-state (docs/design.md, ActNorm initialisation).
+state (docs/design.md, The bijectors: ActNorm initialisation).
 
 The walk knows the containers that hold ActNorms: `tfb.Chain` (ours too), `tfb.Invert`, which
 turns the pass into a forward one, and `Split`, whose inner levels see the kept half. A member

@@ -1,6 +1,6 @@
 """`FlowModel`: a Keras 3 model that trains any flow distribution with `fit` on `tf.data`.
 
-Metrics (docs/design.md, bits per dimension): with data dequantized to `[-0.5, 0.5)` at
+Metrics (docs/design.md, Metrics): with data dequantized to `[-0.5, 0.5)` at
 `n_bits` bits, `nll = -log p(x) + D log(2^n_bits)` nats per example (the discrete-data bound)
 and `bits_per_dim = nll / (D ln 2)`. For raw float vectors (`n_bits=None`) `nll = -log p(x)`.
 The training loss is the mean `bits_per_dim` (the weighted mean under `sample_weight` or
