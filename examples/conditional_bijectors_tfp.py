@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfp_glow import data, labeled, models, plots  # noqa: E402
-from tfp_glow.bijectors.actnorm import data_dependent_initialization  # noqa: E402
+from tfp_glow.bijectors import initialize_actnorm  # noqa: E402
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT  # noqa: E402
 
 
@@ -36,8 +36,7 @@ def main(steps=300, out=os.path.join("runs", "examples", "conditional_bijectors_
     pre = lambda imgs: data.dequantize(data.reduce_bits(imgs, 5), 5)  # noqa: E731
     onehot = lambda labels: tf.one_hot(labels, k)  # noqa: E731
     # ActNorm's data-dependent initialisation: one data -> latent pass, with the labels
-    with data_dependent_initialization():
-        dist.bijector.inverse(pre(x[:256]), conditional_input=onehot(y[:256]))
+    initialize_actnorm(dist.bijector, pre(x[:256]), conditional_input=onehot(y[:256]))
     opt = keras.optimizers.Adam(2e-3)
 
     @tf.function

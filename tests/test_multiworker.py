@@ -42,7 +42,7 @@ def _child(mode, out_dir, tag):
     import tensorflow as tf
     from tfp_glow.callbacks import FlowCheckpoint, SampleGrid
     from tfp_glow.models import FlowConfig
-    from tfp_glow.training import FlowModel
+    from tfp_glow.training import FlowModel, inputs
 
     class MultiWorkerFlowModel(FlowModel):
         """`FlowModel` whose step logs survive Keras 3's multi-worker reduction (idempotent, so
@@ -56,7 +56,7 @@ def _child(mode, out_dir, tag):
             # FlowModel.train_step with the loss divided by the number of replicas (what Keras 3's
             # own losses do): Keras sums the replicas' gradients, so this gives the gradient of
             # the global-batch mean. The fix training.py needs; kept here as the reference.
-            x = self._features(data)
+            x = inputs.features(data)
             with tf.GradientTape() as tape:
                 _, nll, bpd = self.log_prob_and_bpd(self.preprocess(x))
                 loss = tf.reduce_mean(bpd)

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["peek_first_batch", "check_batched", "InputKindError"]
+__all__ = ["peek_first_batch", "check_batched", "is_array_like", "InputKindError"]
 
 #: examples taken from array inputs for the first-batch check and the ActNorm initialisation
 ARRAY_INIT_EXAMPLES = 256
@@ -40,7 +40,8 @@ def _features(data):
     return x
 
 
-def _is_array_like(x):
+def is_array_like(x):
+    """Arrays, tensors, lists, or a dict of them: input whose first batch is a slice."""
     return isinstance(x, (np.ndarray, tf.Tensor, tf.Variable, list)) or (
         isinstance(x, dict) and all(isinstance(v, (np.ndarray, tf.Tensor, list)) for v in x.values()))
 
@@ -106,7 +107,7 @@ def peek_first_batch(x, features=_features):
             yield from x
 
         return features(batch), replay()
-    if x is not None and _is_array_like(x):
+    if x is not None and is_array_like(x):
         data = features(x)
         if len(data) == 0:
             raise ValueError("The dataset is empty: no examples to train on.")

@@ -1,7 +1,4 @@
 """ActNorm: a per-channel affine map with data-dependent initialisation (Glow)."""
-import contextlib
-import threading
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -10,27 +7,6 @@ import tensorflow_probability as tfp
 from tfp_glow.bijectors._util import FusedLogDetMixin, check_channels, keras_variables
 
 tfb = tfp.bijectors
-
-_STATE = threading.local()
-
-
-@contextlib.contextmanager
-def data_dependent_initialization(force=False):
-    """Within this context, every `ActNorm` that data passes through initialises itself from it.
-
-    Use it eagerly around one pass of a batch in the data -> latent direction
-    (`bijector.inverse(x)`), as `initialize_actnorm` does. It is a Python-level switch, not a
-    `tf.cond` hidden in the graph.
-
-    Args:
-      force: re-initialise layers that were initialised before.
-    """
-    previous = getattr(_STATE, "mode", None)
-    _STATE.mode = "force" if force else "once"
-    try:
-        yield
-    finally:
-        _STATE.mode = previous
 
 
 class ActNormParameters(keras.layers.Layer):
@@ -54,7 +30,8 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
     """ActNorm: `x = z * exp(log_scale) + bias` per channel; `log|det J| = sum(log_scale)` per
     position (TFP multiplies by `H * W` for an image event).
 
-    Data-dependent initialisation (`initialize`) sets `bias = mean(x)` and
+    `forward` and `inverse` are pure maps. Data-dependent initialisation is an explicit step,
+    `initialize(x)` (or `initialize_actnorm(bijector, x)` for every ActNorm of a flow), which sets `bias = mean(x)` and
     `log_scale = log std(x)` over every axis but the channel axis, so the batch leaves the
     inverse (data -> latent) with zero mean and unit variance per channel. A channel of zero
     variance keeps `log_scale = 0` (no NaN, no infinity). Variables are Keras weights of an
@@ -126,22 +103,12 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
             self._bias.assign(-mean * tf.exp(-log_std))
         self._initialized.assign(tf.ones_like(self._initialized))
 
-    def _maybe_initialize(self, t, inverse_side):
-        mode = getattr(_STATE, "mode", None)
-        if mode is None or (mode == "once" and self.is_initialized):
-            return
-        if not tf.executing_eagerly():
-            raise RuntimeError("ActNorm data-dependent initialisation must run eagerly, outside tf.function.")
-        self.initialize(t, inverse_side=inverse_side)
-
     def _forward(self, z):
         check_channels(z, self._channels, self.name)
-        self._maybe_initialize(z, inverse_side=False)
         return z * tf.exp(self._log_scale) + self._bias
 
     def _inverse(self, x):
         check_channels(x, self._channels, self.name)
-        self._maybe_initialize(x, inverse_side=True)
         return (x - self._bias) * tf.exp(-self._log_scale)
 
     def _forward_log_det_jacobian(self, z):
@@ -152,26 +119,3 @@ class ActNorm(FusedLogDetMixin, tfb.Bijector):
     def _inverse_log_det_jacobian(self, x):
         check_channels(x, self._channels, self.name)
         return -tf.reduce_sum(self._log_scale)
-
-
-def initialize_actnorm(bijector, x, force=False):
-    """Data-dependent initialisation of every `ActNorm` inside `bijector` from the batch `x`.
-
-    Runs one eager data -> latent pass. Call it in cross-replica context under
-    `tf.distribute` (outside `strategy.run`): the assignments then reach every replica, so all
-    replicas hold identical values.
-
-    Args:
-      bijector: any bijector (`tfb.Chain`, `tfb.Invert`, ours) whose inverse maps data to latent.
-      x: a data batch `[N, *event_shape]`.
-      force: re-initialise layers that are already initialised.
-
-    Returns:
-      The latent `bijector.inverse(x)`.
-    """
-    if not tf.executing_eagerly():
-        raise RuntimeError("initialize_actnorm must run eagerly.")
-    # tf.identity: a fresh tensor, so no cached result from an earlier pass is reused
-    x = tf.identity(tf.convert_to_tensor(x, dtype=bijector.dtype))
-    with data_dependent_initialization(force=force):
-        return bijector.inverse(x)

@@ -9,7 +9,7 @@ What this subpackage holds:
     train.py      tfp-glow train     sample.py     tfp-glow sample
     evaluate.py   tfp-glow evaluate  export.py     tfp-glow export
     bench.py      tfp-glow bench: hands its arguments to tfp_glow.bench.main
-    train_conditional.py  tfp-glow train --conditional (class-conditional flows)
+    train_data.py train's hooks for --conditional (labelled splits, datasets, figures)
     interpolate.py, manipulate.py  the latent toolkit (tfp_glow.latent)
     score.py      tfp-glow score: per-example bits/dim, OOD scores and AUROC (tfp_glow.scoring)
 
@@ -121,10 +121,7 @@ def _main(argv):
         if args.command is None:
             parser.print_help()
             return 0
-        name = args.command
-        if name == "train" and (getattr(args, "conditional", False) or _command("train").resumes_conditional_run(args)):
-            name = "train_conditional"
-        _command(name).run(args)
+        _command(args.command).run(args)  # train runs --conditional too (cli/train_data.py)
         return 0
     except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install
         print(f"error: {e}", file=sys.stderr, flush=True)

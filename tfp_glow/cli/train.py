@@ -1,9 +1,11 @@
-"""`tfp-glow train`: reads the options, lets the library decide, trains, and reports.
+"""`tfp-glow train` (and `--conditional`): reads the options, lets the library decide, trains, and reports.
 
 The decisions are the library's: the held-out splits (`splits.load_split`), the defaults per
 data kind with the explicit options over them (`recipes.recipe_for`), the run directory's
 default name (`recipes.default_run_dir`) and the compiled model (`recipes.build_model`). This
 module reconciles `--resume` with the run's config.json, writes the run directory, and prints.
+What a class-conditional run (`--conditional`) does differently, from loading labelled splits
+to its sample grid, is a set of hooks (`cli/train_data.py`).
 
 Input errors raise `CLIError` (exit 2) before any training step; a non-finite loss that stops
 training exits with code 1, naming the last good checkpoint.
@@ -20,14 +22,13 @@ import numpy as np
 
 from tfp_glow import callbacks as cb
 from tfp_glow import data as data_lib
-from tfp_glow import distribute, extras, plots, precision, recipes, runs, splits, stability
-from tfp_glow.cli.common import check_first_batch, evaluate_data, float32_for_figures, print_eval
+from tfp_glow import distribute, extras, plots, precision, recipes, runs, splits
+from tfp_glow.cli import train_data, train_resume
+from tfp_glow.cli.train_resume import resumes_conditional_run
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.models import FlowConfig, count_parameters
 
 __all__ = ["run"]
-
-_WHAT = {"train": "training", "validation": "validation", "test": "test"}  # as the errors name the splits
 
 
 @dataclasses.dataclass
@@ -42,6 +43,8 @@ class _Job:
     paths: dict
     strategy: Any
     chief: bool
+    hooks: Any = None  # train_data.Unlabelled or Labelled
+    labels: Optional[dict] = None  # split -> int labels [N] (or None) of a conditional run
     model: Any = None  # tfp_glow.training.FlowModel
     ckpt: Optional[cb.FlowCheckpoint] = None
     initial_epoch: int = 0
@@ -58,7 +61,7 @@ class _Job:
 
 
 def run(args):
-    """`tfp-glow train` with parsed `args`; returns the test bits/dim."""
+    """`tfp-glow train` with parsed `args` (`--conditional` included); returns the test bits/dim."""
     t_start = time.time()
     previous_policy = keras.mixed_precision.global_policy()
     job = None
@@ -76,86 +79,23 @@ def run(args):
             job.lock.release()
 
 
-def resumes_conditional_run(args):
-    """Whether `--resume` (without `--conditional`) continues a class-conditional run: the run
-    decides, as it does for its data and flow."""
-    if not args.resume or getattr(args, "conditional", False):
-        return False
-    try:
-        stored = _stored_config(args)
-    except (CLIError, ValueError, FileNotFoundError, RuntimeError) as e:
-        raise CLIError(str(e)) from e
-    if not stored["flow_config"].get("kwargs", {}).get("num_classes"):
-        return False
-    say(f"note: {args.run_dir} is a class-conditional run; resuming it as with --conditional")
-    args.conditional = True
-    return True
-
-
 # ------------------------------------------------------------------------------ preparation
 def _plan(args):
     """The data, the recipe and the run directory, from the options (and a resumed run)."""
+    resumes_conditional_run(args)  # a resumed run decides, as it does for its data and flow
+    hooks = train_data.for_args(args)
+    stored = train_resume.stored_config(args) if args.resume else None
+    if stored is not None:
+        hooks.check_stored(args, stored)
     strategy = distribute.get_strategy(args.strategy)
     chief = cb.is_chief(strategy)
-    stored = _stored_config(args) if args.resume else None
     data_name = args.data or "digits"
-    folder = {"image_size": tuple(args.image_size) if args.image_size else None, "grayscale": args.grayscale}
-    loaded = {split: splits.load_split(data_name, split, args.val_fraction, args.test_fraction, args.data_dir,
-                                       **folder)
-              for split in splits.SPLITS}
-    parts, info = {split: x for split, (x, _) in loaded.items()}, loaded["train"][1]
+    parts, labels, info, _ = hooks.load(args, data_name)
     flow = args.flow or recipes.default_flow(info.kind)
-    recipe = _recipe(args, info, data_name, flow, stored)
-    run_dir = args.run_dir or recipes.default_run_dir(flow, data_name)
-    return _Job(data_name, info, parts, recipe, run_dir, runs.run_paths(run_dir), strategy, chief, stored=stored)
-
-
-def _stored_config(args):
-    """The config.json of the run `--resume` continues; fills in the options it fixes."""
-    if args.run_dir is None:
-        data_guess = args.data or "digits"
-        flow_guess = args.flow or recipes.default_flow(splits.data_kind(data_guess))
-        args.run_dir = recipes.default_run_dir(flow_guess, data_guess)
-    stored = runs.load_run_config(args.run_dir)
-    stored_flow = stored["flow_config"]["flow"]
-    if args.flow is not None and args.flow != stored_flow:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} trains {stored_flow}, not {args.flow}.")
-    args.flow = stored_flow
-    if args.data is not None and not _same_data(args.data, stored["data"]):
-        raise CLIError(f"--resume: the run in {args.run_dir!r} trains on {stored['data']!r}, not {args.data!r}; "
-                       f"a resumed run keeps its data (drop --data), or start a new run in another --run-dir.")
-    args.data = stored["data"]
-    if args.n_bits is not None and args.n_bits != stored["n_bits"]:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --n-bits {stored['n_bits']}.")
-    args.n_bits = stored["n_bits"]  # the run's bit depth, never the data kind's default
-    run_deq = stored.get("dequantization", "uniform")
-    if args.dequantization is not None and args.dequantization != run_deq:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --dequantization {run_deq}.")
-    args.dequantization = run_deq
-    run_ema = stored.get("ema_decay") or None  # its averages are in the run's checkpoints
-    if args.ema is not None and (args.ema or None) != run_ema:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --ema {run_ema or 'none'}.")
-    args.ema = run_ema
-    for key in ("val_fraction", "test_fraction"):
-        setattr(args, key, stored.get(key, getattr(args, key)))
-    # An image folder is read as the run first read it (size and colour are its identity).
-    for key in ("image_size", "grayscale"):
-        if stored.get(key) and getattr(args, key) and tuple(np.atleast_1d(stored[key])) != tuple(
-                np.atleast_1d(getattr(args, key))):
-            raise CLIError(f"--resume: the run in {args.run_dir!r} reads its images with "
-                           f"--{key.replace('_', '-')} {stored[key]}.")
-        if stored.get(key):
-            setattr(args, key, stored[key])
-    return stored
-
-
-def _same_data(given, stored):
-    """Whether `--data given` names the run's data `stored` (the same path, however spelled)."""
-    if given == stored:
-        return True
-    if os.path.exists(given) and os.path.exists(stored):
-        return os.path.realpath(given) == os.path.realpath(stored)
-    return False
+    recipe = hooks.recipe(_recipe(args, info, data_name, flow, stored), info, data_name, flow)
+    run_dir = args.run_dir or hooks.run_dir(flow, data_name)
+    return _Job(data_name, info, parts, recipe, run_dir, runs.run_paths(run_dir), strategy, chief, hooks=hooks,
+                labels=labels, stored=stored)
 
 
 def _recipe(args, info, data_name, flow, stored):
@@ -214,14 +154,12 @@ def _build(args, job):
     apply_precision(args, job)
     job.model, recipe = recipes.build_model(job.data_name, recipe=job.recipe, info=job.info, strategy=job.strategy,
                                             jit_compile=False if args.no_xla else "auto")
-    for split in splits.SPLITS:
-        check_first_batch(job.model, job.parts[split], _WHAT[split])
-    train_x = job.parts["train"]
-    n_train = splits.num_examples(train_x)
-    job.train_ds = data_lib.make_dataset(train_x, recipe.batch_size, shuffle=True, seed=args.seed,
-                                         drop_remainder=n_train is None or n_train >= recipe.batch_size,
+    job.hooks.prepare(job.model, job)
+    n_train = splits.num_examples(job.parts["train"])
+    job.train_ds = data_lib.make_dataset(job.hooks.examples(job, "train"), recipe.batch_size, shuffle=True,
+                                         seed=args.seed, drop_remainder=n_train is None or n_train >= recipe.batch_size,
                                          repeat=recipe.steps_per_epoch is not None)
-    job.val_ds = data_lib.make_dataset(job.parts["validation"], runs.EVAL_BATCH_SIZE, shuffle=False)
+    job.val_ds = data_lib.make_dataset(job.hooks.examples(job, "validation"), runs.EVAL_BATCH_SIZE, shuffle=False)
 
     if job.chief:
         job.lock = runs.RunLock(job.run_dir).acquire()  # released in run(), or by the kernel if killed
@@ -232,12 +170,11 @@ def _build(args, job):
                 f"other files there were kept")
     job.ckpt = cb.FlowCheckpoint(job.paths["checkpoints"])
     if args.resume:
-        _restore(job, recipe)
+        train_resume.restore(job)
     if not job.model.is_initialized:
         # The same deterministic global batch on every worker, identical values on every replica.
         with job.strategy.scope():
-            distribute.initialize_actnorm_identically(
-                job.model, distribute.global_init_batch(train_x, n=256, seed=args.seed), job.strategy)
+            distribute.initialize_actnorm_identically(job.model, job.hooks.init_batch(job, args.seed), job.strategy)
     extra = {
         "epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.learning_rate, "seed": args.seed,
         "warmup_steps": recipe.warmup_steps, "clip_norm": recipe.clip_norm,
@@ -246,6 +183,7 @@ def _build(args, job):
         "temperature": args.temperature, "strategy": args.strategy,
         "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # both as resolved
         "image_size": list(args.image_size) if args.image_size else None, "grayscale": args.grayscale,
+        **job.hooks.config(job.model, job),
     }
     if job.stored is not None:  # kept from the run: when it was created, what its weights file holds
         extra.update({k: job.stored[k] for k in ("created", "weights_epoch") if k in job.stored})
@@ -291,33 +229,6 @@ def _check_run_dir(args, job):
     if leftover:
         raise CLIError(f"{job.run_dir!r} holds files a run would write over ({', '.join(leftover)}) but no "
                        f"config.json; remove them, replace them with --overwrite, or choose another --run-dir.")
-
-
-def _restore(job, recipe):
-    """--resume: the newest intact checkpoint (model, optimizer, epoch), else model.weights.h5;
-    metrics.csv cut back to the restored epoch; the learning rate the run's config names."""
-    try:
-        path, epoch = runs.restore_newest_intact(job.run_dir, job.model,
-                                                 restore=lambda p: job.ckpt.restore(job.model, p), report=say,
-                                                 quarantine=job.chief)  # the chief holds the RunLock
-    except runs.NothingToLoadError:
-        path, epoch = None, 0
-        say(f"note: {job.paths['checkpoints']} has no intact checkpoint; training {job.run_dir} from the start")
-    if path is not None and epoch is None:  # model.weights.h5 of an older run: written after its last epoch
-        epoch = job.stored.get("weights_epoch") or job.stored.get("epochs_done") or job.stored.get("epochs") or 0
-        say(f"note: resuming from {path} as epoch {epoch}, with a fresh optimizer state")
-    job.initial_epoch = int(epoch)
-    # The optimizer uses exactly the learning rate this run prints and records (the checkpoint
-    # holds the one of its last epoch, which a failed override must not leave behind).
-    total = recipes.total_steps(recipe, job.info.num_examples) if recipe.lr_schedule == "cosine" else None
-    job.model.optimizer.learning_rate = stability.learning_rate_schedule(recipe.learning_rate, recipe.warmup_steps,
-                                                                         recipe.lr_schedule, total)
-    if job.chief:
-        runs.remove_partial_writes(job.run_dir)
-        dropped = runs.reconcile_metrics(job.paths["metrics"], job.initial_epoch)
-        if dropped:
-            say(f"note: dropped {dropped} row(s) of {job.paths['metrics']} past epoch {job.initial_epoch}, "
-                f"the restored one; those epochs are trained again")
 
 
 # --------------------------------------------------------------------------------- training
@@ -406,10 +317,10 @@ def _figures_available(job):
 
 # ---------------------------------------------------------------------------------- the end
 def _finish(args, job, t_start):
-    """Test bits/dim (of a float32 model with the weights, whatever the training policy); on the
+    """Test figures (of a float32 model with the weights, whatever the training policy); on the
     chief, the final weights, samples, curves (and density)."""
     model, paths, test_x = job.model, job.paths, job.parts["test"]
-    test_bpd = print_eval("test", evaluate_data(float32_for_figures(model), test_x, runs.EVAL_BATCH_SIZE), job.image)
+    test_bpd = job.hooks.test(model, job)
     if job.chief:
         runs.save_weights_atomically(model, paths["weights"])
         if job.ckpt.latest:  # which epoch model.weights.h5 holds, for a resume that has only it
@@ -417,10 +328,9 @@ def _finish(args, job, t_start):
         written = [paths["weights"]]
         figures = _figures_available(job)
         if job.image:
-            plots.save_image_grid(paths["samples_final"],
-                                  model.sample_images(args.n_samples, args.temperature, seed=args.seed),
-                                  title=plots.sample_title(args.temperature))
-            written.append(paths["samples_final"])
+            images, cols, note = job.hooks.grid(model, args)
+            plots.save_image_grid(paths["samples_final"], images, cols=cols, title=plots.sample_title(args.temperature))
+            written.append(paths["samples_final"] + note)
         elif tuple(job.info.shape) == (2,) and figures:
             samples = model.sample(2000, temperature=args.temperature, seed=args.seed)
             plots.plot_samples_2d(samples, paths["samples_final"],

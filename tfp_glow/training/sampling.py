@@ -1,0 +1,109 @@
+"""`FlowModel`'s maps between data and latent: `sample`, `sample_images`, `encode`, `decode`.
+
+Each takes the conditioning input of a conditional flow explicitly: `labels` (a class-
+conditional model's int labels) or `context` (the flow's conditioning tensor itself).
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfp_glow import averaging
+from tfp_glow import data as data_lib
+from tfp_glow import export
+from tfp_glow import latent as latent_lib
+
+__all__ = ["SamplingMixin"]
+
+
+class SamplingMixin:
+    """Sampling and the latent maps of `FlowModel` (a mixin of it)."""
+
+    @averaging.uses_averaged_weights
+    def sample(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None):
+        """`n` samples in the flow's data space (`[-0.5, 0.5)` for images), latent `~ N(0, T^2)`.
+
+        `z = T * eps`, `eps = tf.random.stateless_normal([n, *latent_shape], seed)`,
+        then `x = bijector.forward(z)` (given the row's conditioning input). As in TFP, a batch
+        of temperatures is a batch of base distributions (`Normal(0, T)` with batch shape
+        `T.shape`), so the result has shape `[n, *T.shape, *event_shape]`; a scalar `T` gives
+        `[n, *event_shape]`. Every temperature decodes the same `eps` for a given seed, so a
+        row of samples shows one latent at several temperatures.
+
+        Args:
+          n: Python int >= 0.
+          temperature: standard deviation `T` of the base distribution, a float or an array
+            of floats (>= 0).
+          seed: an int or a stateless pair `[2]`: the same seed gives the same samples (an
+            int `s` is the pair `[s, 0]`, as the SavedModel's `sample` signature uses, so
+            `sample(n, T, s)` equals `export.sample_stateless(model, n, T, s)["x"]`). `None`
+            draws a seed from TensorFlow's global generator (`keras.utils.set_random_seed`
+            makes that repeatable too).
+          level_temperatures: optional, one float per level of a multi-scale flow, finest
+            first (`latent.level_temperatures`): each level's noise is scaled by its own
+            temperature, on top of `temperature`.
+          labels: a class-conditional model's labels: an int (every sample of that class),
+            `[n]` ints, or `None` (classes 0..K-1 in turn).
+          context: a conditional flow's conditioning input `[n, K]` (instead of `labels`).
+
+        References:
+          Kingma & Dhariwal, "Glow", NeurIPS 2018 (temperature `T`: sampling from `N(0, T^2)`).
+        """
+        c = self.conditional_input(int(n), labels, context, default="cycle")
+        z, batch = self._draw_base(n, temperature, seed, level_temperatures)
+        if c is not None:  # row i's input for each of its temperatures (z is n-major)
+            c = tf.repeat(c, int(np.prod(batch, dtype=np.int64)), axis=0)
+        x = self.decode(z, context=c)
+        return tf.reshape(x, [n, *batch, *self.event_shape])
+
+    def _draw_base(self, n, temperature, seed, level_temperatures):
+        """`(z [n * prod(T.shape), *latent_shape], T.shape)`: the latents `sample` decodes, `n`-major."""
+        if not (isinstance(n, (int, np.integer)) and n >= 0):
+            raise ValueError(f"n must be an int >= 0; received {n!r}.")
+        temperature = np.asarray(temperature, np.float32)
+        if not np.all(np.isfinite(temperature)) or np.any(temperature < 0):
+            raise ValueError(f"temperature must be finite and >= 0; received {temperature.tolist()!r}.")
+        if seed is None:
+            seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+        else:
+            seed = export._stateless_seed(seed)
+        batch = temperature.shape
+        eps = tf.random.stateless_normal([n, *self.latent_shape], seed=seed, dtype=tf.float32)
+        if level_temperatures is not None:
+            eps = eps * latent_lib.level_temperatures(self, level_temperatures)
+        eps = tf.reshape(eps, [n, *([1] * len(batch)), *self.latent_shape])
+        t = tf.reshape(tf.constant(temperature), [*batch, *([1] * len(self.latent_shape))])
+        return tf.reshape(eps * t, [-1, *self.latent_shape]), batch  # the flow takes one batch axis
+
+    def sample_images(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None):
+        """`n` samples as uint8 images `[n, *T.shape, H, W, C]` (0..255); see `sample`."""
+        x = self.sample(n, temperature, seed, level_temperatures, labels=labels, context=context)
+        return data_lib.to_uint8(x, self.n_bits)
+
+    @averaging.uses_averaged_weights
+    def decode(self, z, labels=None, context=None):
+        """Latent `[N, *latent_shape]` -> data (`bijector.forward`), given a conditional flow's
+        `labels [N]` or `context [N, K]` (e.g. a blend of two one-hot labels); `N = 0` gives an
+        empty batch."""
+        z = tf.convert_to_tensor(z, tf.float32)
+        c = self.conditional_input(z.shape[0], labels, context)
+        return self._decode(z, c)
+
+    @tf.function(reduce_retracing=True)
+    def _decode(self, z, context=None):
+        empty = tf.zeros((0, *self.event_shape), tf.float32)
+        kwargs = self.bijector_kwargs(context)
+        if z.shape[0] == 0:  # convolutions reject an empty batch
+            return empty
+        if z.shape[0] is None:  # a retraced signature with an unknown batch size
+            return tf.cond(tf.shape(z)[0] > 0, lambda: self.distribution.bijector.forward(z, **kwargs), lambda: empty)
+        return self.distribution.bijector.forward(z, **kwargs)
+
+    @averaging.uses_averaged_weights
+    def encode(self, x, labels=None, context=None):
+        """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), with the fixed noise and a
+        conditional flow's `labels [N]` or `context [N, K]`."""
+        n = x.shape[0] if getattr(x, "shape", None) is not None and len(x.shape) else None
+        c = self.conditional_input(n, labels, context)
+        if n == 0:
+            return tf.zeros((0, *self.latent_shape), tf.float32)
+        x_pre = self.preprocess(x, fixed_noise=True)
+        return self.distribution.bijector.inverse(x_pre, **self.bijector_kwargs(c))
