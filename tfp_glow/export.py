@@ -3,7 +3,6 @@
 This module keeps the names it always had; the signatures, the SavedModel's layout and its
 format are documented in `tfp_glow.serving`.
 """
-from tfp_glow.sampling import stateless_seed as _stateless_seed  # noqa: F401  (FlowModel._draw_base uses it)
 from tfp_glow.serving import (CONDITIONAL_SIGNATURES, conditional_serving_functions, export_conditional_saved_model,
                               export_saved_model, sample_stateless, serving_functions, signature_names,
                               versioned_path)

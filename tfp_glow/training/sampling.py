@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfp_glow import averaging
 from tfp_glow import data as data_lib
-from tfp_glow import export
+from tfp_glow import sampling
 from tfp_glow import latent as latent_lib
 
 __all__ = ["SamplingMixin"]
@@ -55,23 +55,12 @@ class SamplingMixin:
         return tf.reshape(x, [n, *batch, *self.event_shape])
 
     def _draw_base(self, n, temperature, seed, level_temperatures):
-        """`(z [n * prod(T.shape), *latent_shape], T.shape)`: the latents `sample` decodes, `n`-major."""
-        if not (isinstance(n, (int, np.integer)) and n >= 0):
-            raise ValueError(f"n must be an int >= 0; received {n!r}.")
-        temperature = np.asarray(temperature, np.float32)
-        if not np.all(np.isfinite(temperature)) or np.any(temperature < 0):
-            raise ValueError(f"temperature must be finite and >= 0; received {temperature.tolist()!r}.")
-        if seed is None:
-            seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
-        else:
-            seed = export._stateless_seed(seed)
-        batch = temperature.shape
-        eps = tf.random.stateless_normal([n, *self.latent_shape], seed=seed, dtype=tf.float32)
-        if level_temperatures is not None:
-            eps = eps * latent_lib.level_temperatures(self, level_temperatures)
-        eps = tf.reshape(eps, [n, *([1] * len(batch)), *self.latent_shape])
-        t = tf.reshape(tf.constant(temperature), [*batch, *([1] * len(self.latent_shape))])
-        return tf.reshape(eps * t, [-1, *self.latent_shape]), batch  # the flow takes one batch axis
+        """`(z [n * prod(T.shape), *latent_shape], T.shape)`: the latents `sample` decodes,
+        `n`-major, from the package's one sampler (`tfp_glow.sampling.draw_latent`)."""
+        scale = None if level_temperatures is None else latent_lib.level_temperatures(self, level_temperatures)
+        z = sampling.draw_latent(self.latent_shape, n, temperature, seed, scale=scale)
+        batch = tuple(z.shape[1:z.shape.rank - len(self.latent_shape)])
+        return tf.reshape(z, [-1, *self.latent_shape]), batch  # the flow takes one batch axis
 
     def sample_images(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None):
         """`n` samples as uint8 images `[n, *T.shape, H, W, C]` (0..255); see `sample`."""
