@@ -2,15 +2,13 @@
 
 Everything here is the standard library: `tfp-glow --help` builds this parser without
 importing TensorFlow. The defaults that depend on the data live in `tfp_glow.recipes` (the
-options default to `None`, "not given") and the held-out fractions in `tfp_glow.splits`;
-`DEFAULT_VAL_FRACTION` / `DEFAULT_TEST_FRACTION` repeat the latter's values for the parser
-(tests/test_recipes.py checks that they agree).
+options default to `None`, "not given") and the held-out fractions in `tfp_glow.splits`; the
+parser repeats those values and choices (tests/test_startup.py, test_recipes.py check them).
 """
 import argparse
 import math
 
-__all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DATA_HELP",
-           "DEFAULTS_HELP"]
+__all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DATA_HELP", "DEFAULTS_HELP"]
 
 FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")  # tfp_glow.models.FLOWS
 STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.distribute.STRATEGIES
@@ -304,9 +302,7 @@ def build_parser():
     m.add_argument("--lu", action=argparse.BooleanOptionalAction, default=None,
                    help="glow: LU-parametrised 1x1 convolutions (default on)")
     m.add_argument("--split-prior", choices=("conditional", "channel", "none"), default=None,
-                   help="glow: the priors at the splits: conditional on the kept half, a learned Gaussian "
-                        "per channel (normflows' GlowBase), or none (standard normal); default: the "
-                        "recipe's for the data")
+                   help="glow: priors at the splits (default: channel for colour images, else conditional)")
     m.add_argument("--logit-alpha", type=positive_float, default=None,
                    help="realnvp images: RealNVP's logit preprocessing with this alpha (default off)")
     m.add_argument("--learn-prior", action=argparse.BooleanOptionalAction, default=None,
