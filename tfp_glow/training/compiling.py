@@ -35,10 +35,9 @@ class CompileMixin:
             is enabled (`tf.config.experimental.enable_op_determinism()`): XLA's GPU kernels
             are not all deterministic, so a user who asked for bitwise-repeatable training
             keeps TensorFlow's deterministic kernels. On CPU it stays off:
-            XLA's CPU convolutions are slower than TensorFlow's oneDNN kernels (measured on
-            the bench Glow, L=2, K=4, 400 hidden, 28x28, batch 64, 2 cores: 73 img/s and a
-            10.4 s first step with XLA against 112 img/s and 5.8 s without), and XLA does not
-            mix with mirrored variables over CPU devices (docs/design.md, Speed). The value used
+            XLA's CPU convolutions are slower than TensorFlow's oneDNN kernels
+            (docs/measurements/speed.md), and XLA does not mix with mirrored variables over
+            CPU devices (docs/design.md, Speed). The value used
             is `model.jit_compile` afterwards.
           seed: base seed of the training dequantization noise (`train_noise_seed`); `None`
             draws one from Python's `random`, which `keras.utils.set_random_seed` seeds. Seeded
