@@ -259,17 +259,17 @@ def test_6_failures_are_one_error_line(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", real_open)
     # a full disk while training: one line, and the run resumes with every complete epoch
     run_dir = str(tmp_path / "full")
-    real_write = runs.atomic_write
+    real_write = runs.metrics.atomic_write  # (the name metrics.csv's writes look up)
 
     def full_disk_at_epoch_2(path, text):
         if path.endswith(runs.METRICS) and text.count("\n") >= 3:
             raise OSError(errno.ENOSPC, "No space left on device", path)
         return real_write(path, text)
 
-    monkeypatch.setattr(runs, "atomic_write", full_disk_at_epoch_2)
+    monkeypatch.setattr(runs.metrics, "atomic_write", full_disk_at_epoch_2)
     rc, _, err = run_cli(["train", "--run-dir", run_dir, "--epochs", "3", *TINY])
     assert rc == 1 and "no space left" in _one_error_line(err) and "metrics.csv" in err
-    monkeypatch.setattr(runs, "atomic_write", real_write)
+    monkeypatch.setattr(runs.metrics, "atomic_write", real_write)
     rc, out, err = run_cli(["train", "--resume", "--run-dir", run_dir])
     assert rc == 0 and "resuming from epoch 1" in out, out + err
     assert _metrics_epochs(run_dir) == [0, 1, 2]
