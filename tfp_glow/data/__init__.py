@@ -2,8 +2,9 @@
 
 What this subpackage holds, one module a concern:
 
-* ``sources``: the offline sets (``load_digits``, ``load_digits28``, ``load_photos32``,
-  ``toy_2d``) and ``get_source``, the dispatcher by name used by the CLI, with ``DataInfo``;
+* ``sources``: the offline image sets (``load_digits``, ``load_digits28``, ``load_photos32``)
+  and ``get_source``, the dispatcher by name used by the CLI, with ``DataInfo``;
+* ``toys``: the 2-D toy densities (``toy_2d``, ``TOY_NAMES``);
 * ``external``: the user's ``.npz`` files and image folders, and TensorFlow Datasets
   (``load_npz``, ``load_image_folder``, ``load_tfds``);
 * ``validation``: ``validate_images`` and ``validate_vectors`` (numpy only);
@@ -15,7 +16,7 @@ tensorflow_datasets (extras) only inside the loaders that need them, through ext
 Nothing else of tfp_glow: data sits beside bijectors, models and training, which import it,
 and it imports none of them. Within the subpackage the modules import each other directly,
 never this ``__init__``: ``validation`` imports none of them, the others import ``validation``,
-and ``sources`` also imports ``external``.
+and ``sources`` also imports ``external`` and ``toys``.
 
 Every public name lives in one module and is re-exported here, so ``from tfp_glow import data``
 then ``data.load_digits(...)`` is the way to use it.
@@ -40,8 +41,9 @@ ask for a TensorFlow Datasets name and have internet access.
 from tfp_glow.data.external import load_image_folder, load_npz, load_tfds
 from tfp_glow.data.pipeline import make_dataset
 from tfp_glow.data.quantization import dequantize, reduce_bits, to_uint8
-from tfp_glow.data.sources import (DIGITS_SPLITS, OFFLINE_IMAGE_NAMES, TOY_NAMES, DataInfo, get_source,
-                                   load_digits, load_digits28, load_photos32, toy_2d)
+from tfp_glow.data.sources import (DIGITS_SPLITS, OFFLINE_IMAGE_NAMES, DataInfo, get_source, load_digits,
+                                   load_digits28, load_photos32)
+from tfp_glow.data.toys import TOY_NAMES, toy_2d
 from tfp_glow.data.validation import validate_images, validate_vectors
 
 __all__ = [

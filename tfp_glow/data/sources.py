@@ -1,11 +1,12 @@
-"""Data sources by name: the offline digits, digits28, photos32 and 2-D toy sets, and ``get_source``.
+"""Data sources by name: the offline digits, digits28 and photos32 sets, and ``get_source``.
 
 ``load_digits``, ``load_digits28``, ``load_photos32`` and ``toy_2d`` return numpy arrays and need no
 download: the 8x8 digits ship with this package (``files/digits.npz``, see ``files/README.md``),
 the two photographs of ``photos32`` with scikit-learn (the ``photos`` extra). ``get_source`` is
-the single dispatcher used by the CLI: it resolves a name to one of these, to a ``.npz`` file, an
-image folder or a TensorFlow Datasets name (see ``tfp_glow.data.external``), and returns the data
-together with a :class:`DataInfo`.
+the single dispatcher used by the CLI: it resolves a name to one of these, to a 2-D toy set
+(``toy_2d`` and ``TOY_NAMES`` live in ``tfp_glow.data.toys`` and are re-exported here), to a
+``.npz`` file, an image folder or a TensorFlow Datasets name (see ``tfp_glow.data.external``),
+and returns the data together with a :class:`DataInfo`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow.data.external import load_image_folder, load_npz, load_tfds
+from tfp_glow.data.toys import TOY_NAMES, toy_2d
 from tfp_glow.data.validation import _is_int
 from tfp_glow.extras import require
 
@@ -45,9 +47,6 @@ _PHOTOS_N = {"train": 6000, "validation": 500, "test": 1000}
 _PHOTOS_BANDS = {"train": (0.0, 0.7), "validation": (0.7, 0.8), "test": (0.8, 1.0)}
 _PHOTOS_SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 _PHOTOS_CROP_SIZES = (32, 48, 64)
-
-#: Names accepted by :func:`toy_2d`.
-TOY_NAMES = ("moons", "circles", "checkerboard", "rings", "8gaussians")
 
 # Seeds used by get_source for the toy sets, one per split, so that the
 # validation/test samples are independent of the training sample.
@@ -198,78 +197,6 @@ def load_photos32(split: str = "train", n: Optional[int] = None) -> np.ndarray:
             patch = tf.image.resize(patch, [32, 32], method="area").numpy()
         crops[i] = np.clip(np.floor(patch + 0.5), 0, 255).astype(np.uint8)
     return crops
-
-
-def toy_2d(name: str, n: int = 2000, seed: int = 0) -> np.ndarray:
-    """2-D toy densities from the FFJORD / RealNVP experiments, ``float32 [n, 2]``.
-
-    Samples (roughly within ``[-4, 4]^2``), following FFJORD's
-    ``toy_data.py`` but with i.i.d. random angles instead of evenly spaced
-    ones:
-
-    * ``moons``: two interleaved half circles with N(0, 0.1^2) noise,
-      scaled by 2 and shifted by ``(-1, -0.2)``;
-    * ``circles``: two concentric circles of radius 3 and 1.5 (half the
-      points each) with N(0, 0.24^2) noise per coordinate;
-    * ``rings``: four concentric circles of radius 3, 2.25, 1.5, 0.75 with
-      N(0, 0.08^2) noise;
-    * ``8gaussians``: a mixture of 8 Gaussians centred at radius
-      ``4 / 1.414`` at angles ``k * pi / 4``, std ``0.5 / 1.414``;
-    * ``checkerboard``: uniform on the 8 "black" 2x2 squares of a 4x4
-      checkerboard covering ``[-4, 4]^2`` (cells whose
-      ``floor(x / 2) + floor(y / 2)`` is even).
-
-    Args:
-      name: one of ``TOY_NAMES``.
-      n: number of samples, a positive int.
-      seed: seed for ``np.random.default_rng``; equal seeds give identical
-        samples.
-
-    Returns:
-      ``np.ndarray`` float32 of shape ``[n, 2]``, rows in random order.
-
-    Raises:
-      ValueError: unknown name (the message lists the known names) or
-        ``n`` not a positive int.
-    """
-    if name not in TOY_NAMES:
-        raise ValueError(f"unknown toy data set {name!r}; known names: {list(TOY_NAMES)}")
-    if not _is_int(n) or n <= 0:
-        raise ValueError(f"n must be a positive int; got {n!r}")
-    n = int(n)
-    rng = np.random.default_rng(seed)
-
-    if name == "moons":
-        n_outer = n // 2
-        t = rng.uniform(0.0, np.pi, size=n)
-        outer = np.stack([np.cos(t), np.sin(t)], axis=1)
-        inner = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
-        x = np.where((np.arange(n) < n_outer)[:, None], outer, inner)
-        x = x + rng.normal(scale=0.1, size=x.shape)
-        x = x * 2.0 + np.array([-1.0, -0.2])
-    elif name == "circles":
-        radius = np.where(np.arange(n) < n // 2, 1.0, 0.5)
-        t = rng.uniform(0.0, 2.0 * np.pi, size=n)
-        x = radius[:, None] * np.stack([np.cos(t), np.sin(t)], axis=1)
-        x = (x + rng.normal(scale=0.08, size=x.shape)) * 3.0
-    elif name == "rings":
-        radii = np.array([1.0, 0.75, 0.5, 0.25]) * 3.0
-        radius = radii[np.arange(n) % 4]
-        t = rng.uniform(0.0, 2.0 * np.pi, size=n)
-        x = radius[:, None] * np.stack([np.cos(t), np.sin(t)], axis=1)
-        x = x + rng.normal(scale=0.08, size=x.shape)
-    elif name == "8gaussians":
-        angles = np.arange(8) * (np.pi / 4.0)
-        centers = 4.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        k = rng.integers(0, 8, size=n)
-        x = (centers[k] + 0.5 * rng.normal(size=(n, 2))) / 1.414
-    else:  # checkerboard
-        x1 = rng.uniform(size=n) * 4.0 - 2.0
-        x2 = rng.uniform(size=n) - rng.integers(0, 2, size=n) * 2.0
-        x2 = x2 + np.floor(x1) % 2
-        x = np.stack([x1, x2], axis=1) * 2.0
-    x = x[rng.permutation(n)]
-    return x.astype(np.float32)
 
 
 def _resolve_split_key(split: str, available: Sequence[str], source: str, kind: str):
