@@ -1,4 +1,4 @@
-"""The exponential moving average of the weights (`tfp_glow.averaging`, `compile(ema_decay=...)`).
+"""The exponential moving average of the weights (`tfp_glow.numerics.averaging`, `compile(ema_decay=...)`).
 
 References here are independent of the code under test: a numpy recomputation of the EMA from
 the weights recorded after every step, and fresh models into which the averages are assigned
@@ -16,7 +16,10 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow as tg
-from tfp_glow import averaging, data, persistence, runs, splits, training
+from tfp_glow import data, runs, training
+from tfp_glow.numerics import averaging
+from tfp_glow.training import persistence
+from tfp_glow.data import splits
 from cli_runner import run_cli
 
 TINY_GLOW = tg.FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
@@ -399,7 +402,7 @@ def _child(out_path):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfp_glow import distribute as D
+    from tfp_glow.training import distribute as D
 
     strategy = D.get_strategy("mirrored", ["/cpu:0", "/cpu:1"])
     keras.utils.set_random_seed(0)

@@ -314,7 +314,7 @@ def test_variant_options_reach_the_model_and_the_optimizer():
     import keras
     from tfp_glow import recipes
     from tfp_glow.bijectors import AffineCoupling, Split
-    from tfp_glow.networks import ChannelParameters
+    from tfp_glow.bijectors.networks import ChannelParameters
     cfg = _cfg(step_budget="300")
     model, note = quality_sides.build_ours(cfg, (28, 28, 1), {"scale_min": "0", "epsilon": "1e-8",
                                                              "optimizer": "adamax", "lr_schedule": "cosine"})

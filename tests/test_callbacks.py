@@ -1,4 +1,4 @@
-"""Tests of tfp_glow.callbacks: NaNGuard, FlowCheckpoint (restore round trip), SampleGrid, is_chief."""
+"""Tests of tfp_glow.training.callbacks: NaNGuard, FlowCheckpoint (restore round trip), SampleGrid, is_chief."""
 import os
 import types
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import callbacks as cb
+from tfp_glow.training import callbacks as cb
 from tfp_glow import data as data_lib
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from tfp_glow import cli, splits
+from tfp_glow import cli
+from tfp_glow.data import splits
 from cli_runner import run_cli
 
 TINY_GLOW = ["--levels", "1", "--steps", "1", "--hidden", "8"]
@@ -166,7 +167,7 @@ def test_argparse_rejects_unknown_choices(capsys):
 
 
 def test_export_writes_saved_model(tmp_path, digits_run):
-    pytest.importorskip("tfp_glow.export")
+    pytest.importorskip("tfp_glow.serving")
     path = str(tmp_path / "saved")
     rc, out, err = run_cli(["export", digits_run[0], path, "--signatures", "log_prob,sample"])
     assert rc == 0, out + err
@@ -195,7 +196,7 @@ def test_bench_is_delegated(capsys):
 
 
 def test_nan_loss_exits_1_naming_last_checkpoint_then_resumes(tmp_path, monkeypatch):
-    from tfp_glow import callbacks as cb
+    from tfp_glow.training import callbacks as cb
 
     original = cb.NaNGuard.on_train_batch_end
 

@@ -17,7 +17,9 @@ import pytest
 
 import tfp_glow as tg
 from tfp_glow import data as data_lib
-from tfp_glow import precision, runs, splits
+from tfp_glow import runs
+from tfp_glow.numerics import precision
+from tfp_glow.data import splits
 from tfp_glow.cli import train as train_cli
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow import labeled
+from tfp_glow.data import labeled
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT
-from tfp_glow.conditional import ConditionalFlowModel, make_flow_model
+from tfp_glow.training.conditional import ConditionalFlowModel, make_flow_model
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
@@ -111,7 +111,7 @@ def test_sample_with_labels(trained):
 def test_sample_draws_the_latent_as_the_unconditional_model_does(trained):
     """One temperature semantics for both models: a batch of temperatures is a batch of base
     distributions ([n, *T.shape, *event]); `level_temperatures` scales each level."""
-    from tfp_glow import latent
+    from tfp_glow.analysis import latent
 
     labels = np.array([3, 8])
     x = trained.sample(2, temperature=[0.5, 1.0], seed=4, labels=labels).numpy()

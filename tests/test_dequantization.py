@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow.dequantization import VariationalDequantizer
+from tfp_glow.models.dequantization import VariationalDequantizer
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 from registry import randomize
@@ -195,7 +195,7 @@ def test_the_command_line_trains_resumes_evaluates_and_exports_a_variational_run
     import re
 
     from cli_runner import run_cli
-    from tfp_glow import splits
+    from tfp_glow.data import splits
 
     tiny = ["--levels", "1", "--steps", "1", "--hidden", "8", "--no-xla", "--steps-per-epoch", "3", "--verbose", "0"]
     run_dir = str(tmp_path / "vq")

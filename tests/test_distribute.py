@@ -1,4 +1,4 @@
-"""`tfp_glow.distribute` under `MirroredStrategy` over two logical CPU devices.
+"""`tfp_glow.training.distribute` under `MirroredStrategy` over two logical CPU devices.
 
 The logical devices must be configured before TensorFlow initialises its devices, so the
 strategy part runs in a subprocess (this file run as a script) that writes a JSON report.
@@ -25,7 +25,7 @@ def _child(out_path):
     import keras
 
     from tfp_glow import data as data_lib
-    from tfp_glow import distribute as D
+    from tfp_glow.training import distribute as D
     from tfp_glow.models import FlowConfig
     from tfp_glow.training import FlowModel
 
@@ -132,7 +132,7 @@ def test_broadcast_repairs_a_drifted_replica(mirrored_report):
 
 # ---------------------------------------------------------------------- in-process, cheap
 def test_unknown_strategy_lists_the_choices():
-    from tfp_glow import distribute as D
+    from tfp_glow.training import distribute as D
     with pytest.raises(ValueError, match="none, mirrored, multiworker"):
         D.get_strategy("horovod")
     with pytest.raises(ValueError, match="mirrored"):
@@ -141,7 +141,7 @@ def test_unknown_strategy_lists_the_choices():
 
 def test_none_is_the_default_strategy():
     import tensorflow as tf
-    from tfp_glow import distribute as D
+    from tfp_glow.training import distribute as D
     s = D.get_strategy("none")
     assert s.num_replicas_in_sync == 1 and s is tf.distribute.get_strategy()
     assert D.is_chief(s) and not D.in_multi_worker_mode(s)
@@ -151,7 +151,7 @@ def test_none_is_the_default_strategy():
 
 def test_global_init_batch_is_deterministic_and_global():
     import tensorflow as tf
-    from tfp_glow import distribute as D
+    from tfp_glow.training import distribute as D
     x = np.arange(1000, dtype=np.float32).reshape(500, 2)
     a, b = D.global_init_batch(x, 64, seed=3), D.global_init_batch(x.copy(), 64, seed=3)
     np.testing.assert_array_equal(a, b)

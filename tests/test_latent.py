@@ -5,8 +5,10 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow import labeled, latent, scoring
-from tfp_glow.conditional import ConditionalFlowModel
+from tfp_glow.data import labeled
+from tfp_glow.analysis import latent
+from tfp_glow.analysis import scoring
+from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import tfp_glow as tg
-from tfp_glow import recipes, stability, training
+from tfp_glow import recipes, training
+from tfp_glow.numerics import stability
 from cli_runner import run_cli
 
 TOY = tg.FlowConfig("realnvp", (2,), dict(couplings_per_stage=2, hidden=(8, 8)))

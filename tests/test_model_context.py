@@ -19,10 +19,11 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow as tg
-from tfp_glow import labeled, runs
+from tfp_glow import runs
+from tfp_glow.data import labeled
 from tfp_glow.bijectors import ActNorm, initialize_actnorm
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, ContextProjection
-from tfp_glow.conditional import ConditionalFlowModel
+from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 from cli_runner import run_cli
@@ -257,7 +258,7 @@ def test_old_keras_files_load_with_the_same_figures():
 def test_train_conditional_initialises_actnorm_replica_safely(tmp_path, monkeypatch):
     """`train --conditional` goes through train.py's build: ActNorm by
     `initialize_actnorm_identically`, from training images with their own labels."""
-    from tfp_glow import distribute
+    from tfp_glow.training import distribute
 
     calls = []
     real = distribute.initialize_actnorm_identically

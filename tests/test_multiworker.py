@@ -3,7 +3,7 @@
 The test starts two worker processes on localhost (`TF_CONFIG` with two free ports) and one
 single-process reference run, all of this same file run as a script. Each builds a tiny
 `FlowModel` (vector RealNVP, `n_bits=None`, so there is no dequantization noise), initialises
-ActNorm with `tfp_glow.distribute.initialize_actnorm_identically` from the same deterministic
+ActNorm with `tfp_glow.training.distribute.initialize_actnorm_identically` from the same deterministic
 global batch, trains a few steps on the same global batches with Adam and with SGD, and dumps
 its ActNorm values and final weights. Only the chief may write checkpoints and samples.
 """
@@ -35,12 +35,12 @@ def _data():
 def _child(mode, out_dir, tag):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from tfp_glow import distribute as D  # noqa: E402  (strategy first: before any TF op)
+    from tfp_glow.training import distribute as D  # noqa: E402  (strategy first: before any TF op)
 
     strategy = D.get_strategy("multiworker" if mode == "worker" else "none")
     import keras
     import tensorflow as tf
-    from tfp_glow.callbacks import FlowCheckpoint, SampleGrid
+    from tfp_glow.training.callbacks import FlowCheckpoint, SampleGrid
     from tfp_glow.models import FlowConfig
     from tfp_glow.training import FlowModel, inputs
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow import persistence
+from tfp_glow.training import persistence
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 

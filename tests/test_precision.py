@@ -1,4 +1,4 @@
-"""`tfp_glow.precision`: native-bf16 detection, the `auto` policy, the float32 data path under
+"""`tfp_glow.numerics.precision`: native-bf16 detection, the `auto` policy, the float32 data path under
 `mixed_bfloat16`, and the float32 twin that reported figures come from."""
 import keras
 import numpy as np
@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow as tg
-from tfp_glow import export, models, precision, training
+from tfp_glow import models, training
+from tfp_glow import serving
+from tfp_glow.numerics import precision
 
 TINY_GLOW = models.FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=2, hidden_channels=16))
 
@@ -140,7 +142,7 @@ def test_a_bf16_model_exports_float32_figures(policy, tmp_path):
     ref = _float32_copy(model)
     want = ref(x).numpy()
     assert np.abs(model(x).numpy() - want).max() > 1e-2  # bf16 would serve other figures
-    for path in (export.export_saved_model(model, str(tmp_path / "fn")),
+    for path in (serving.export_saved_model(model, str(tmp_path / "fn")),
                  model.export(str(tmp_path / "method"), verbose=False)):
         loaded = tf.saved_model.load(path)
         got = loaded.signatures["log_prob"](x=tf.constant(x, tf.uint8))["log_prob"].numpy()

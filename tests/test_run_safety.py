@@ -168,7 +168,7 @@ def test_3_a_second_writer_gets_a_clear_error_and_a_released_lock_does_not_block
 
 # ------------------------------------------------------------------------ 4. resume identity
 def test_4_resume_keeps_data_bits_and_records_overrides_only_once_they_trained(tmp_path, monkeypatch):
-    from tfp_glow import callbacks as cb
+    from tfp_glow.training import callbacks as cb
     import tensorflow as tf
 
     run_dir = str(tmp_path / "bits4")

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfp_glow import callbacks as cb
-from tfp_glow import splits
+from tfp_glow.training import callbacks as cb
+from tfp_glow.data import splits
 from tfp_glow import data as data_lib
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel

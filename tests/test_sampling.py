@@ -1,10 +1,12 @@
-"""tfp_glow.sampling: the one latent sampler and seed helper, against TensorFlow's stateless RNG
+"""tfp_glow.models.sampling: the one latent sampler and seed helper, against TensorFlow's stateless RNG
 and against the samplers that use it (FlowModel.sample, latent.draw_latent, the SavedModel's)."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import latent, sampling, serving
+from tfp_glow import serving
+from tfp_glow.analysis import latent
+from tfp_glow.models import sampling
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
-from tfp_glow.conditional import ConditionalFlowModel
+from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.serving.graph import ServingGraph, unless_empty
 from tfp_glow.training import FlowModel

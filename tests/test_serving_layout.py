@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import sampling, serving
-from tfp_glow.conditional import ConditionalFlowModel
+from tfp_glow import serving
+from tfp_glow.models import sampling
+from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.serving import layout
 from tfp_glow.training import FlowModel

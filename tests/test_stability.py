@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 import tfp_glow as tg
-from tfp_glow import callbacks as cb
-from tfp_glow import stability
+from tfp_glow.training import callbacks as cb
+from tfp_glow.numerics import stability
 
 
 def test_linear_warmup_matches_the_formula_and_serializes():

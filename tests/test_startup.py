@@ -40,7 +40,9 @@ def test_reexported_names_resolve_on_first_use():
 
 def test_the_parser_repeats_the_library_choices_exactly():
     # the parser imports no TensorFlow, so it spells out these lists; they must not drift
-    from tfp_glow import distribute, models, precision
+    from tfp_glow import models
+    from tfp_glow.training import distribute
+    from tfp_glow.numerics import precision
     from tfp_glow.cli import options
     assert options.FLOW_CHOICES == models.FLOWS
     assert options.STRATEGIES == distribute.STRATEGIES

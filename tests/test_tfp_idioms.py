@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfp_glow import data, export, models, training
+from tfp_glow import data, models, training
+from tfp_glow import serving
 from tfp_glow.bijectors import log_prob as lean_log_prob
 
 SMALL = {"glow": ((8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)),
@@ -104,7 +105,7 @@ def test_sample_takes_a_batch_of_temperatures(glow_model):
 
 
 def test_level_temperatures_scale_each_level_of_the_same_draw(glow_model):
-    from tfp_glow import latent
+    from tfp_glow.analysis import latent
 
     model = glow_model
     eps = tf.random.stateless_normal([3, *model.latent_shape], seed=[6, 0])
@@ -121,7 +122,7 @@ def test_an_int_seed_gives_the_same_samples(glow_model):
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, model.sample(5, 0.7, seed=12).numpy())
     # the same samples as the SavedModel's sample signature draws for this seed
-    np.testing.assert_allclose(a, export.sample_stateless(model, 5, 0.7, 11)["x"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(a, serving.sample_stateless(model, 5, 0.7, 11)["x"].numpy(), atol=1e-5)
     # a stateless pair works too; no seed draws new samples each call
     np.testing.assert_array_equal(model.sample(2, 1.0, seed=[4, 2]).numpy(), model.sample(2, 1.0, seed=[4, 2]).numpy())
     assert not np.allclose(model.sample(2, 1.0).numpy(), model.sample(2, 1.0).numpy())

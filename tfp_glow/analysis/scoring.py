@@ -29,7 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow import averaging
+from tfp_glow.numerics import averaging
 from tfp_glow import data as data_lib
 from tfp_glow.extras import require
 

@@ -26,9 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow import averaging
-from tfp_glow import export as export_lib
-from tfp_glow import labels as labels_lib
+from tfp_glow.numerics import averaging
+from tfp_glow import serving as export_lib
+from tfp_glow.data import labels as labels_lib
 from tfp_glow.bijectors import log_prob as lean_log_prob
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
@@ -164,7 +164,7 @@ class ConditionalFlowModel(FlowModel):
 
     def export(self, filepath, **kwargs):
         """A SavedModel with `log_prob`, `sample`, `encode`, `decode` taking labels, and
-        `classify` (`tfp_glow.export.export_conditional_saved_model`)."""
+        `classify` (`tfp_glow.serving.export_conditional_saved_model`)."""
         return export_lib.export_conditional_saved_model(self, filepath, **kwargs)
 
     # --------------------------------------------------------- the user's API

@@ -27,7 +27,7 @@ steps, all in cross-replica context (outside `strategy.run`):
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow import callbacks
+from tfp_glow.training import callbacks
 from tfp_glow.bijectors.actnorm import ActNorm
 
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -63,7 +63,7 @@ def get_strategy(name="none", devices=None):
 
 
 def is_chief(strategy=None):
-    """Whether this process writes files (checkpoints, samples, logs): `tfp_glow.callbacks.is_chief`.
+    """Whether this process writes files (checkpoints, samples, logs): `tfp_glow.training.callbacks.is_chief`.
 
     Without a cluster every process is the chief; in a cluster,
     the `chief` task, or worker 0 of a cluster without one.

@@ -1,7 +1,7 @@
 """Mixed precision: bf16 conditioner networks where the hardware computes bf16 natively.
 
 Under Keras' `mixed_bfloat16` policy the conditioner networks (coupling and prior
-convolutions, `tfp_glow.networks`) compute in bfloat16 with float32 weights; every bijector's
+convolutions, `tfp_glow.bijectors.networks`) compute in bfloat16 with float32 weights; every bijector's
 data path (what `x` becomes on its way to `z`), the log-determinants, the priors and the loss
 stay float32 (`FlowModel` is float32 whatever the policy). On hardware with native bf16
 (x86 CPUs with AVX512_BF16 or AMX, NVIDIA GPUs of compute capability 8.0 and up) that runs the
@@ -116,7 +116,7 @@ def float32_twin(model):
     rounding in the conditioner networks: they are what a float32 model with these weights
     gets. Variables are float32 under every Keras mixed policy, so the copy is exact.
 
-    A model with a weight average (`model.weight_average`, `tfp_glow.averaging`) gets one over
+    A model with a weight average (`model.weight_average`, `tfp_glow.numerics.averaging`) gets one over
     the twin's own variables, with the same decay (`model.ema_decay`), before the copy, so the
     twin holds the averages too and evaluates, samples and exports with them as the model
     does. (Duck-typed: this module imports nothing from tfp_glow.) The twin is not compiled.

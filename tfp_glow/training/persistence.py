@@ -19,7 +19,7 @@ import zipfile
 
 import h5py
 
-from tfp_glow import averaging
+from tfp_glow.numerics import averaging
 from tfp_glow.models import WEIGHTS_FORMAT_VERSION, OldWeightsWarning, old_weights_message
 
 __all__ = ["check_weights_compatible", "compile_from_config", "weights_structure",
