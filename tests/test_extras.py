@@ -22,6 +22,7 @@ from sklearn import datasets as sk_datasets
 from tfp_glow import extras, plots
 from tfp_glow.bijectors.conv1x1 import lu_decompose, random_rotation
 from tfp_glow.data import sources
+import support
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OPTIONAL = ("sklearn", "scipy", "matplotlib", "PIL", "tensorflow_datasets", "tensorboard", "torch", "normflows")
@@ -149,7 +150,7 @@ def test_core_works_without_any_optional_package_and_names_the_missing_extras(tm
         from tfp_glow.cli import main
         from tfp_glow.extras import MissingExtraError
         x = tg.data.load_digits("train")[:64]
-        model = tg.FlowModel(tg.FlowConfig("glow", (8, 8, 1), dict(levels=1, steps=1, hidden_channels=8)), n_bits=5)
+        model = tg.FlowModel(support.ONE_LEVEL_GLOW, n_bits=5)
         model.compile(jit_compile=False)
         model.fit(tg.data.make_dataset(x, 32), epochs=1, verbose=0)
         plots.save_image_grid({str(tmp_path / "g.png")!r}, model.sample_images(4, 0.7, seed=0), title="T=0.7")

@@ -153,3 +153,11 @@ def test_the_layering_check_catches_an_upward_import(tmp_path):
     assert ("tfp_glow.cli", 1, False) in found and ("tfp_glow.runs", 4, True) in found
     assert _layer("tfp_glow.cli") > _layer("tfp_glow.training")
     assert _layer("tfp_glow.runs") > _layer("tfp_glow.training")
+
+
+def test_every_folder_is_a_package_that_setup_installs():
+    """A folder without `__init__.py` imports from a checkout but is left out of the wheel."""
+    import setuptools
+    folders = {".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("*.py")}
+    assert {f for f in folders if not (ROOT.parent / f.replace(".", "/") / "__init__.py").exists()} == set()
+    assert folders <= set(setuptools.find_packages(str(ROOT.parent), include=["tfp_glow", "tfp_glow.*"]))

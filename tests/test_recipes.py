@@ -1,5 +1,5 @@
 """The library's defaults and held-out splits: `tfp_glow.recipes` and `tfp_glow.data.splits`, which
-the CLI only reports (tests/test_cli.py runs the command line itself)."""
+the CLI only reports (tests/cli/test_train_and_evaluate.py runs the command line itself)."""
 import os
 
 import numpy as np

@@ -11,6 +11,7 @@ from tfp_glow.analysis import scoring
 from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
+import support
 
 
 def _perturbed(model, x, y=None, seed=0):
@@ -33,14 +34,13 @@ def digits():
 
 @pytest.fixture(scope="module")
 def plain(digits):
-    model = FlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)), n_bits=5)
+    model = FlowModel(support.TINY_GLOW, n_bits=5)
     return _perturbed(model, digits[0])
 
 
 @pytest.fixture(scope="module")
 def cond(digits):
-    model = ConditionalFlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8,
-                                                                    num_classes=10)), n_bits=5)
+    model = ConditionalFlowModel(support.TINY_CONDITIONAL_GLOW, n_bits=5)
     return _perturbed(model, digits[0], digits[1], seed=1)
 
 

@@ -25,9 +25,10 @@ import pytest
 
 from tfp_glow import cli, runs
 from cli_runner import run_cli
+import support
 
 TINY = ["--levels", "1", "--steps", "1", "--hidden", "4", "--no-xla", "--steps-per-epoch", "2", "--verbose", "0"]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(support.REPO)
 
 
 def _one_error_line(err):

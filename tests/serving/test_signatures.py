@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import support
 from tfp_glow import serving
 from tfp_glow.data import labeled
 from tfp_glow.models import sampling
 from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 
-CONFIG = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8, num_classes=10))
+CONFIG = support.TINY_CONDITIONAL_GLOW
 
 CHILD = textwrap.dedent(r'''
     import importlib.abc, json, os, sys

@@ -17,8 +17,9 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from tfp_glow import cli, data, models, training
+import support
 
-TINY = models.FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
+TINY = support.TINY_GLOW
 ONE_LEVEL = models.FlowConfig("glow", (8, 8, 1), dict(levels=1, steps=1, hidden_channels=4))  # quick to XLA-compile
 
 

@@ -12,6 +12,7 @@ from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 from tfp_glow import data as data_lib
 from cli_runner import run_cli
+import support
 
 TINY = ["--levels", "2", "--steps", "1", "--hidden", "8", "--no-xla"]
 
@@ -36,7 +37,7 @@ def cond_run(tmp_path_factory):
 def plain_run(tmp_path_factory):
     """An unconditional run directory written through the API (initialised, not trained)."""
     run_dir = str(tmp_path_factory.mktemp("runs") / "plain")
-    model = FlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)), n_bits=5)
+    model = FlowModel(support.TINY_GLOW, n_bits=5)
     model.initialize(data_lib.load_digits("train")[:128])
     runs.save_run_config(run_dir, model, "digits")
     model.save_weights(runs.run_paths(run_dir)["weights"])

@@ -21,8 +21,10 @@ from tfp_glow.numerics import averaging
 from tfp_glow.training import persistence
 from tfp_glow.data import splits
 from cli_runner import run_cli
+from support import TESTS
+import support
 
-TINY_GLOW = tg.FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
+TINY_GLOW = support.TINY_GLOW
 TOY = tg.FlowConfig("realnvp", (2,), dict(couplings_per_stage=2, hidden=(8, 8)))
 TIMEOUT = 240
 
@@ -444,7 +446,7 @@ def test_averages_under_mirrored_strategy_on_two_devices(tmp_path):
     out = tmp_path / "report.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_CONFIG", None)
-    tests = os.path.dirname(os.path.abspath(__file__))
+    tests = str(TESTS)
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(tests), tests, env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(out)], env=env, capture_output=True,
                           text=True, timeout=TIMEOUT)

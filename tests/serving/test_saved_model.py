@@ -22,8 +22,9 @@ from tfp_glow import data as data_lib
 from tfp_glow import serving
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
+import support
 
-GLOW = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
+GLOW = support.TINY_GLOW
 # a TF Serving REST body in the row format: one object per example
 SAMPLE_ROWS = [{"temperature": 0.7, "seed": 5}, {"temperature": 1.0, "seed": 5}, {"temperature": 0.0, "seed": 9}]
 

@@ -14,9 +14,10 @@ import pytest
 import tensorflow as tf
 
 from tfp_glow import data, models, training
+import support
 
 VECTOR = models.FlowConfig("realnvp", (2,), dict(hidden=(8,), couplings_per_stage=2))
-GLOW = models.FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
+GLOW = support.TINY_GLOW
 N = 128
 
 
@@ -296,7 +297,7 @@ def test_sample_weight_under_two_replicas_is_the_global_weighted_mean():
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(support.REPO)
     proc = subprocess.run([sys.executable, "-c", MIRRORED_CHILD], cwd=root, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": root})
     assert proc.returncode == 0, proc.stderr[-3000:]

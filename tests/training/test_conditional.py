@@ -11,9 +11,10 @@ from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT
 from tfp_glow.training.conditional import ConditionalFlowModel, make_flow_model
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
+import support
 
-K = 10
-CONFIG = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8, num_classes=K))
+K = support.NUM_CLASSES
+CONFIG = support.TINY_CONDITIONAL_GLOW
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +174,7 @@ def test_bad_labels_fail_before_any_step(digits, fresh, labels, match):
 
 def test_other_label_errors(digits, trained, fresh):
     x, y, _, _ = digits
-    plain = make_flow_model(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)), n_bits=5)
+    plain = make_flow_model(support.TINY_GLOW, n_bits=5)
     assert type(plain) is FlowModel
     plain.compile(keras.optimizers.Adam(1e-3))
     with pytest.raises(ValueError, match="unconditional"):
@@ -189,7 +190,7 @@ def test_other_label_errors(digits, trained, fresh):
     with pytest.raises(ValueError, match="labels are needed"):
         trained.log_prob(x[:3], None)
     with pytest.raises(ValueError, match="num_classes"):
-        ConditionalFlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)))
+        ConditionalFlowModel(support.TINY_GLOW)
     with pytest.raises(ValueError, match="num_classes must be"):
         FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8, num_classes=1)).build()
 

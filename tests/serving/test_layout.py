@@ -15,8 +15,9 @@ from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.serving import layout
 from tfp_glow.training import FlowModel
+import support
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "saved_model_format1")
+FIXTURES = str(support.FIXTURES / "saved_model_format1")
 CONFIGS = {"glow": FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=4)),
            "conditional": FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=4, num_classes=10))}
 

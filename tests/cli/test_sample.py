@@ -17,8 +17,9 @@ from tfp_glow import data as data_lib
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 from cli_runner import run_cli
+import support
 
-CONFIG = FlowConfig("glow", (8, 8, 1), {"levels": 1, "steps": 1, "hidden_channels": 8})
+CONFIG = support.ONE_LEVEL_GLOW
 
 
 def _events(log_dir):

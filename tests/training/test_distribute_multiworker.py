@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+import support
 
 GLOBAL_BATCH = 16
 N_EXAMPLES = 64  # 4 steps per epoch
@@ -118,8 +119,8 @@ def _env(tf_config=None):
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["KERAS_BACKEND"] = "tensorflow"
     env["CUDA_VISIBLE_DEVICES"] = ""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    root = str(support.REPO)
+    env["PYTHONPATH"] = os.pathsep.join([root, str(support.TESTS), env.get("PYTHONPATH", "")])
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return env

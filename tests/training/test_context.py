@@ -3,7 +3,7 @@ files written before that change (issue 19, items 1 and 2).
 
 The references are independent of the model's own code path: TFP's public
 `distribution.log_prob` with `bijector_kwargs`, numpy statistics of what really reaches each
-ActNorm, and figures computed by the code before the change (tests/data/before_issue19).
+ActNorm, and figures computed by the code before the change (tests/fixtures/run_before_issue19).
 """
 import ast
 import json
@@ -27,10 +27,11 @@ from tfp_glow.training.conditional import ConditionalFlowModel
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 from cli_runner import run_cli
+import support
 
-K = 10
-COND = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8, num_classes=K))
-BEFORE = pathlib.Path(__file__).parent / "data" / "before_issue19"
+K = support.NUM_CLASSES
+COND = support.TINY_CONDITIONAL_GLOW
+BEFORE = support.FIXTURES / "run_before_issue19"
 PACKAGE = pathlib.Path(tg.__file__).parent
 
 
@@ -198,9 +199,9 @@ def test_a_plain_flow_model_takes_a_context_tensor(digits):
         model.fit(x, batch_size=64, epochs=1, verbose=0)
 
 
-def test_an_unconditional_model_refuses_a_conditioning_input(digits):
+def test_an_unconditional_model_refuses_a_conditioning_input(digits, tiny_glow):
     x, y = digits
-    model = FlowModel(FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8)), n_bits=5)
+    model = tiny_glow
     model.initialize(x)
     for call in (lambda: model.sample(2, labels=[0, 1]), lambda: model.encode(x[:2], y[:2]),
                  lambda: model.log_prob(x[:2], context=np.eye(K, dtype=np.float32)[:2])):

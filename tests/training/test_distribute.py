@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import support
 
 TIMEOUT = 240
 
@@ -85,8 +86,8 @@ def mirrored_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("mirrored") / "report.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_CONFIG", None)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    root = str(support.REPO)
+    env["PYTHONPATH"] = os.pathsep.join([root, str(support.TESTS), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -10,8 +10,9 @@ from tfp_glow import data as data_lib
 from tfp_glow.training import persistence
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
+import support
 
-GLOW = FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=8))
+GLOW = support.TINY_GLOW
 VECTOR = FlowConfig("realnvp", (2,), dict(hidden=(16,)))
 HAS_COMPILE_HOOK = FlowModel.compile_from_config is not keras.Model.compile_from_config
 
@@ -132,7 +133,7 @@ def test_load_weights_into_compiled_model_and_from_trained_file(moons, tmp_path)
 @pytest.mark.parametrize("config, expect", [
     (FlowConfig("glow", (8, 8, 1), dict(levels=2, steps=1, hidden_channels=16)),
      ["shape [3, 3, 2, 8] in the file, [3, 3, 2, 16] in this model", "hidden_channels=16"]),
-    (FlowConfig("glow", (8, 8, 1), dict(levels=1, steps=1, hidden_channels=8)),
+    (support.ONE_LEVEL_GLOW,
      ["no such layer in this model", "expects 16 variables in 6 layers"]),
     (FlowConfig("realnvp", (8, 8, 1), dict(levels=2, hidden=8)), ["missing from the file", "realnvp"]),
 ])
