@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.data import splits
+from tfp_glow.data.splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, HOLDOUT_SEED, _is_tfds, load_split
 
 __all__ = ["LABELED_OFFLINE", "digit_labels", "load_labeled_split", "to_dataset"]
 
@@ -59,7 +59,7 @@ def _npz_labels(name, split, val_fraction, test_fraction):
             n = len(pool)
             n_test = 0 if "test" in keys else max(1, int(round(test_fraction * n)))
             n_val = 0 if "validation" in keys else max(1, int(round(val_fraction * n)))
-            perm = np.random.default_rng(splits.HOLDOUT_SEED).permutation(n)
+            perm = np.random.default_rng(HOLDOUT_SEED).permutation(n)
             parts = {"train": perm[:n - n_test - n_val], "validation": perm[n - n_test - n_val:n - n_test],
                      "test": perm[n - n_test:]}
             y = pool[np.sort(parts[split])]
@@ -88,12 +88,12 @@ def _tfds_labeled(name, split, val_fraction, data_dir):
     return ds, k
 
 
-def load_labeled_split(name, split, val_fraction=splits.DEFAULT_VAL_FRACTION,
-                       test_fraction=splits.DEFAULT_TEST_FRACTION, data_dir=None):
+def load_labeled_split(name, split, val_fraction=DEFAULT_VAL_FRACTION,
+                       test_fraction=DEFAULT_TEST_FRACTION, data_dir=None):
     """One split of a labelled source (see the module docstring).
 
     Returns:
-      `(x, y, info, num_classes)`: images as `splits.load_split` gives them and their labels
+      `(x, y, info, num_classes)`: images as `load_split` gives them and their labels
       `int32 [N]`; for TFDS sources `x` is a dataset of `(image, label)` pairs and `y` is
       `None`.
 
@@ -101,14 +101,14 @@ def load_labeled_split(name, split, val_fraction=splits.DEFAULT_VAL_FRACTION,
       ValueError: a source without labels, or labels that do not match its images.
     """
     if name in LABELED_OFFLINE:
-        x, info = splits.load_split(name, split, val_fraction, test_fraction, data_dir)
+        x, info = load_split(name, split, val_fraction, test_fraction, data_dir)
         return x, digit_labels(split), info, 10
-    if splits._is_tfds(name):
+    if _is_tfds(name):
         ds, k = _tfds_labeled(name, split, val_fraction, data_dir)
-        _, info = splits.load_split(name, split, val_fraction, test_fraction, data_dir)
+        _, info = load_split(name, split, val_fraction, test_fraction, data_dir)
         return ds, None, info, k
     if os.fspath(name).lower().endswith(".npz"):
-        x, info = splits.load_split(name, split, val_fraction, test_fraction, data_dir)
+        x, info = load_split(name, split, val_fraction, test_fraction, data_dir)
         y, k = _npz_labels(name, split, val_fraction, test_fraction)
         if len(y) != len(x):
             raise ValueError(f"{name!r}: {len(y)} labels for {len(x)} images in split {split!r}.")

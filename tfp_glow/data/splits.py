@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tfp_glow.data import sources
+from tfp_glow.data.sources import OFFLINE_IMAGE_NAMES, DataInfo, get_source
 from tfp_glow.data.toys import TOY_NAMES
 
 __all__ = ["DEFAULT_VAL_FRACTION", "DEFAULT_TEST_FRACTION", "HOLDOUT_SEED", "SPLITS", "TFDS_SHORTCUTS",
@@ -74,18 +74,18 @@ def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEF
       FileNotFoundError: a missing `.npz` file.
     """
     folder = {"image_size": image_size, "grayscale": grayscale}  # get_source refuses them but for folders
-    if name in sources.OFFLINE_IMAGE_NAMES or name in TOY_NAMES:
-        return sources.get_source(name, split, **folder)
+    if name in OFFLINE_IMAGE_NAMES or name in TOY_NAMES:
+        return get_source(name, split, **folder)
     if _is_tfds(name):
         keep = int(round(100 * (1 - val_fraction)))
         tfds_split = {"train": f"train[:{keep}%]", "validation": f"train[{keep}%:]", "test": "test"}[split]
-        return sources.get_source(name, tfds_split, data_dir=data_dir, **folder)
+        return get_source(name, tfds_split, data_dir=data_dir, **folder)
     if not (name.lower().endswith(".npz") or os.path.isdir(name)):
-        return sources.get_source(name, split, **folder)  # raises the "unknown data source" error
+        return get_source(name, split, **folder)  # raises the "unknown data source" error
     available = _available_splits(name)
     if split in available:
-        return sources.get_source(name, split, **folder)
-    pool, info = sources.get_source(name, "train", **folder)
+        return get_source(name, split, **folder)
+    pool, info = get_source(name, "train", **folder)
     n = len(pool)
     n_test = 0 if "test" in available else max(1, int(round(test_fraction * n)))
     n_val = 0 if "validation" in available else max(1, int(round(val_fraction * n)))
@@ -96,7 +96,7 @@ def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEF
     parts = {"train": perm[:n - n_test - n_val], "validation": perm[n - n_test - n_val:n - n_test],
              "test": perm[n - n_test:]}
     x = pool[np.sort(parts[split])]
-    return x, sources.DataInfo(info.kind, info.shape, info.n_bits_native, int(len(x)))
+    return x, DataInfo(info.kind, info.shape, info.n_bits_native, int(len(x)))
 
 
 def num_examples(x):
