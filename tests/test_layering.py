@@ -156,8 +156,8 @@ def test_the_layering_check_catches_an_upward_import(tmp_path):
 
 
 def test_every_folder_is_a_package_that_setup_installs():
-    """A folder without `__init__.py` imports from a checkout but is left out of the wheel."""
-    import setuptools
-    folders = {".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("*.py")}
-    assert {f for f in folders if not (ROOT.parent / f.replace(".", "/") / "__init__.py").exists()} == set()
-    assert folders <= set(setuptools.find_packages(str(ROOT.parent), include=["tfp_glow", "tfp_glow.*"]))
+    """A folder without `__init__.py` imports from a checkout (a namespace package) but
+    setup.py's `find_packages` leaves it out of the wheel."""
+    folders = {p.parent for p in ROOT.rglob("*.py")}
+    assert len(folders) > 10
+    assert sorted(str(f.relative_to(ROOT.parent)) for f in folders if not (f / "__init__.py").exists()) == []
