@@ -23,7 +23,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfp_glow import data, labeled, models, plots  # noqa: E402
+from tfp_glow import data, models, plots  # noqa: E402
+from tfp_glow.data import labeled  # noqa: E402
 from tfp_glow.bijectors import initialize_actnorm  # noqa: E402
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT  # noqa: E402
 

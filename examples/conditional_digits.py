@@ -19,8 +19,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfp_glow import labeled, plots  # noqa: E402
-from tfp_glow.conditional import ConditionalFlowModel  # noqa: E402
+from tfp_glow import plots  # noqa: E402
+from tfp_glow.data import labeled  # noqa: E402
+from tfp_glow.training.conditional import ConditionalFlowModel  # noqa: E402
 from tfp_glow.models import FlowConfig, count_parameters  # noqa: E402
 
 

@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from tfp_glow import callbacks, data, plots  # noqa: E402
+from tfp_glow import data, plots  # noqa: E402
+from tfp_glow.training import callbacks  # noqa: E402
 from tfp_glow.models import FlowConfig, count_parameters  # noqa: E402
 from tfp_glow.training import FlowModel  # noqa: E402
 

@@ -17,7 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_glow import data, labeled, latent, plots, runs  # noqa: E402
+from tfp_glow import data, plots, runs  # noqa: E402
+from tfp_glow.data import labeled  # noqa: E402
+from tfp_glow.analysis import latent  # noqa: E402
 from tfp_glow.models import FlowConfig  # noqa: E402
 from tfp_glow.training import FlowModel  # noqa: E402
 

@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from tfp_glow import data, runs, scoring  # noqa: E402
+from tfp_glow import data, runs  # noqa: E402
+from tfp_glow.analysis import scoring  # noqa: E402
 from tfp_glow.models import FlowConfig  # noqa: E402
 from tfp_glow.training import FlowModel  # noqa: E402
 

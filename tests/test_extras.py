@@ -100,7 +100,9 @@ def test_the_test_extra_covers_every_third_party_import_of_the_tests():
         for child in ast.iter_child_nodes(node):
             visit(child)
 
-    for path in (ROOT / "tests").glob("*.py"):
+    files = sorted((ROOT / "tests").rglob("*.py"))
+    assert any(p.parent != ROOT / "tests" for p in files)  # the folders' tests are read too
+    for path in files:
         visit(ast.parse(path.read_text()))
     third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in local}
     missing = {m for m in third_party if pip_name.get(m, m).lower() not in installed}

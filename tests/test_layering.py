@@ -1,7 +1,7 @@
-"""The import graph flows one way (docs/design.md, Layering):
+"""The import graph flows one way, folder by folder (docs/design.md, Layering):
 
-    cli -> bench | recipes -> runs -> training -> persistence, export, callbacks, distribute
-        -> models -> bijectors -> networks, with data, stability, averaging and plots beside them.
+    cli -> bench -> recipes -> runs, analysis -> training -> serving -> models -> bijectors
+        -> data, numerics, plots (and extras, standard library only, everywhere).
 
 Every `import` of a tfp_glow module anywhere in a file counts, at module level or inside a
 function, so an import cannot hide a cycle by moving into a function. Lazy imports remain
@@ -19,40 +19,23 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "tfp_glow"
 # Lower numbers are lower layers. A module may import its own layer or lower ones. The
 # longest matching prefix decides a module's layer.
 LAYERS = {
-    "tfp_glow.extras": 0,      # optional dependencies and MissingExtraError (standard library only)
-    "tfp_glow.data": 0,        # data sources, validation, pipelines, quantization: imports no tfp_glow
-    "tfp_glow.stability": 0,   # warmup, clipping, non-finite steps
-    "tfp_glow.precision": 0,   # mixed-precision policy: native bf16 detection, float32 twins (no tfp_glow)
-    "tfp_glow.averaging": 0,   # the exponential moving average of the weights (imports no tfp_glow)
-    "tfp_glow.networks": 0,    # Keras conditioner networks
-    "tfp_glow.plots": 0,       # figures (uses data's to_uint8)
-    "tfp_glow.splits": 0,      # held-out splits of a data source (uses data only)
-    "tfp_glow.labels": 0,      # label checks (numpy only)
-    "tfp_glow.labeled": 0,     # labelled splits (uses splits)
-    "tfp_glow.scoring": 0,     # OOD scores and AUROC (uses data; takes a model as an argument)
-    "tfp_glow.bijectors": 1,
-    "tfp_glow.models": 2,
-    "tfp_glow.sampling": 2,    # the latent sampler and seed helper (model, serving, latent toolkit)
-    "tfp_glow.dequantization": 2,  # the learned q(u | x) of variational dequantization (uses bijectors' masks)
-    "tfp_glow.persistence": 3,  # weight files: compatibility, annotation (needs models only)
-    "tfp_glow.export": 3,       # the public names of serving, re-exported
-    "tfp_glow.serving": 3,      # SavedModel signatures of a model instance: builder, checks, layout
-    "tfp_glow.callbacks": 3,
-    "tfp_glow.distribute": 3,
-    "tfp_glow.summary": 3,      # FlowModel.summary's table of the bijector tree
-    "tfp_glow.keras_inputs": 3,  # the first batch of any input Keras' fit takes (imports no tfp_glow)
-    "tfp_glow.training": 4,    # FlowModel
-    "tfp_glow.latent": 4,      # latent toolkit (uses models, data; takes a model as an argument)
-    "tfp_glow.conditional": 4,  # ConditionalFlowModel (a FlowModel subclass)
-    "tfp_glow.runs": 5,        # run directories: build and load a FlowModel
-    "tfp_glow": 5,             # the package's __init__: re-exports, nothing above training
-    "tfp_glow.recipes": 6,
+    "tfp_glow.extras": 0,     # optional dependencies and MissingExtraError (standard library only)
+    "tfp_glow.data": 0,       # sources, splits, labels, pipelines, quantization
+    "tfp_glow.numerics": 0,   # stability (warmup, clipping, non-finite steps), mixed precision, weight averaging
+    "tfp_glow.plots": 0,      # figures (uses data's quantization)
+    "tfp_glow.bijectors": 1,  # one transform per module, and the conditioner networks they own
+    "tfp_glow.models": 2,     # flow builders, FlowConfig, dequantization, the latent sampler and levels
+    "tfp_glow.serving": 3,    # SavedModel signatures of a model instance (takes the model as an argument)
+    "tfp_glow.training": 4,   # FlowModel, ConditionalFlowModel, callbacks, distribute, weight files
+    "tfp_glow.analysis": 5,   # latent toolkit, OOD scores (take a trained model as an argument)
+    "tfp_glow.runs": 5,       # run directories: build and load a FlowModel
+    "tfp_glow": 5,            # the package's __init__: lazy re-exports
+    "tfp_glow.recipes": 6,    # the CLI's defaults per data set
     "tfp_glow.bench": 7,
     "tfp_glow.cli": 8,
 }
-# Modules that import nothing from tfp_glow at all, but for EVERYWHERE.
-LEAVES = ("tfp_glow.data", "tfp_glow.stability", "tfp_glow.networks", "tfp_glow.extras", "tfp_glow.averaging",
-          "tfp_glow.precision")
+# Folders that import nothing from tfp_glow outside themselves, but EVERYWHERE.
+LEAVES = ("tfp_glow.data", "tfp_glow.numerics", "tfp_glow.extras")
 # Standard-library-only helpers every layer, leaves included, may import.
 EVERYWHERE = ("tfp_glow.extras",)
 # The only places where a tfp_glow import may sit inside a function (start-up time, optional
@@ -170,3 +153,11 @@ def test_the_layering_check_catches_an_upward_import(tmp_path):
     assert ("tfp_glow.cli", 1, False) in found and ("tfp_glow.runs", 4, True) in found
     assert _layer("tfp_glow.cli") > _layer("tfp_glow.training")
     assert _layer("tfp_glow.runs") > _layer("tfp_glow.training")
+
+
+def test_every_folder_is_a_package_that_setup_installs():
+    """A folder without `__init__.py` imports from a checkout (a namespace package) but
+    setup.py's `find_packages` leaves it out of the wheel."""
+    folders = {p.parent for p in ROOT.rglob("*.py")}
+    assert len(folders) > 10
+    assert sorted(str(f.relative_to(ROOT.parent)) for f in folders if not (f / "__init__.py").exists()) == []

@@ -1,5 +1,5 @@
-"""The library's defaults and held-out splits: `tfp_glow.recipes` and `tfp_glow.splits`, which
-the CLI only reports (tests/test_cli.py runs the command line itself)."""
+"""The library's defaults and held-out splits: `tfp_glow.recipes` and `tfp_glow.data.splits`, which
+the CLI only reports (tests/cli/test_train_and_evaluate.py runs the command line itself)."""
 import os
 
 import numpy as np
@@ -7,7 +7,8 @@ import pytest
 
 import tfp_glow as tg
 from tfp_glow import data as data_lib
-from tfp_glow import recipes, splits
+from tfp_glow import recipes
+from tfp_glow.data import splits
 from tfp_glow.cli import options
 from tfp_glow.training import FlowModel
 
@@ -39,7 +40,7 @@ def test_larger_images_use_the_most_levels_dividing_the_size(name, shape, levels
 def test_the_recipes_glow_trains_with_its_weight_average():
     """The CLI's model for 28x28 digits: built from the recipe, it holds an EMA and the
     conditional split priors, and an explicit --ema 0 turns the average off."""
-    from tfp_glow.networks import ChannelParameters
+    from tfp_glow.bijectors.networks import ChannelParameters
     model, recipe = recipes.build_model("digits28", levels=2, steps=1, hidden=8)
     assert model.ema_decay == 0.999
     priors = [m.conditioner for m in model.distribution.bijector.submodules if isinstance(m, tg.bijectors.Split)]
@@ -109,7 +110,8 @@ def test_given_builder_arguments_keep_what_the_options_do_not_name():
 def test_split_prior_option_reaches_the_glow_builder(given, expected):
     r = recipes.recipe_for("image", (16, 16, 3), "glow", "faces", split_prior=given)
     assert r.flow_kwargs["split_prior"] == expected
-    from tfp_glow import models, networks
+    from tfp_glow import models
+    from tfp_glow.bijectors import networks
     dist = models.glow((16, 16, 3), **{**r.flow_kwargs, "levels": 2, "steps": 1, "hidden_channels": 8})
 
     def conditioners(b):  # the split priors' networks, through chains, Invert and Split's inner flow

@@ -1,7 +1,8 @@
 """Defaults per data kind and flow, and a model built from them: what `tfp-glow train` does,
 reachable from the API.
 
-    from tfp_glow import data, recipes, splits
+    from tfp_glow import data, recipes
+    from tfp_glow.data import splits
 
     model, recipe = recipes.build_model("digits")              # compiled FlowModel + its Recipe
     model, recipe = recipes.build_model("moons", "nice", steps=6, learning_rate=3e-4)
@@ -24,8 +25,8 @@ reachable from the API.
   `lr_schedule="cosine"`).
 
 `tfp-glow train` fills every option the user did not give from here; `bench --quality` trains
-"the CLI defaults" from `recipe_for` too. Imports: training, models, stability, splits (the
-import graph is cli -> bench | recipes -> training -> models -> bijectors, data beside them).
+"the CLI defaults" from `recipe_for` too. Imports: training, models, numerics, data (the
+import graph is cli -> bench -> recipes -> runs, analysis -> training -> ...; docs/design.md, Layering).
 
 Why these numbers (2 CPU cores; README, Training):
 * Glow on images larger than 8x8: L = 3 (or the most levels dividing H and W), K = 8,
@@ -52,8 +53,10 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tfp_glow import models, splits, stability
-from tfp_glow.conditional import make_flow_model
+from tfp_glow import models
+from tfp_glow.data import splits
+from tfp_glow.numerics import stability
+from tfp_glow.training.conditional import make_flow_model
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from tfp_glow import plots
+from tfp_glow.plots import canvas
 from tfp_glow.bench.quality_config import budget_points
 
 
@@ -168,7 +168,7 @@ def plot_curves(runs, cfg, path):
     """Train bits/dim (window means, one thin line per seed) and test bits/dim at the budget
     points (mean over the seeds, bars from min to max), against steps and against seconds,
     for every label, as a two-panel PNG; `None` when no run has a curve."""
-    fig = plots._figure(2, size=5.5)
+    fig = canvas.new_figure(2, size=5.5)
     axes = fig.subplots(1, 2)
     drew = False
     colors = plots_colors(len(runs))
@@ -201,7 +201,7 @@ def plot_curves(runs, cfg, path):
                  f"{cfg['batch_size']}, {n} seed{'s' * (n > 1)}: train (lines) and test (points, min-max)",
                  fontsize=10)
     fig.tight_layout()
-    return plots._save_figure(fig, path)
+    return canvas.save_figure(fig, path)
 
 
 def plots_colors(n):

@@ -13,9 +13,10 @@ import time
 import keras
 import numpy as np
 
-from tfp_glow import callbacks as callbacks_lib
+from tfp_glow.training import callbacks as callbacks_lib
 from tfp_glow import data as data_lib
-from tfp_glow import models, precision, training
+from tfp_glow import models, training
+from tfp_glow.numerics import precision
 from tfp_glow.bench import quality_config, quality_variants
 
 EVAL_SEED = 1234  # FlowModel's default eval_seed: the fixed test noise of both sides

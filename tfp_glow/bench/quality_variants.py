@@ -18,7 +18,7 @@ import math
 import keras
 import numpy as np
 
-from tfp_glow import precision
+from tfp_glow.numerics import precision
 
 
 def _float(lo=None, hi=None, lo_open=False, hi_open=False):

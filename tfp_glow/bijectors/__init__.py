@@ -10,7 +10,8 @@ from tfp_glow.bijectors.coupling import AdditiveCoupling, AffineCoupling
 from tfp_glow.bijectors.initialization import actnorms, initialize_actnorm
 from tfp_glow.bijectors.masks import MASK_TYPES, Mask
 from tfp_glow.bijectors.scaling import DiagonalScale
-from tfp_glow.bijectors.split import LearnedPrior, Split
+from tfp_glow.bijectors.learned_prior import LearnedPrior
+from tfp_glow.bijectors.split import Split
 from tfp_glow.bijectors.spline import SplineCoupling
 from tfp_glow.bijectors.squeeze import Squeeze
 from tfp_glow.bijectors.tracking import keras_layers

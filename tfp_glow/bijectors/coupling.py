@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_glow import networks
+from tfp_glow.bijectors import networks
 from tfp_glow.bijectors._util import AugmentedBijectorMixin, apply_on_events, check_event_shape, keras_variables, layer_dtype
 from tfp_glow.bijectors.bounds import bounded_log_scale
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, broadcast_context, refuse_context, require_context

@@ -10,12 +10,12 @@ What this subpackage holds:
     evaluate.py   tfp-glow evaluate  export.py     tfp-glow export
     bench.py      tfp-glow bench: hands its arguments to tfp_glow.bench.main
     train_data.py train's hooks for --conditional (labelled splits, datasets, figures)
-    interpolate.py, manipulate.py  the latent toolkit (tfp_glow.latent)
-    score.py      tfp-glow score: per-example bits/dim, OOD scores and AUROC (tfp_glow.scoring)
+    interpolate.py, manipulate.py  the latent toolkit (tfp_glow.analysis.latent)
+    score.py      tfp-glow score: per-example bits/dim, OOD scores and AUROC (tfp_glow.analysis.scoring)
 
 The decisions it reports live below it: the defaults per data kind, the explicit options over
 them and the compiled model in `tfp_glow.recipes` (`recipe_for`, `build_model`,
-`default_run_dir`), the held-out splits in `tfp_glow.splits` (`load_split`), run directories
+`default_run_dir`), the held-out splits in `tfp_glow.data.splits` (`load_split`), run directories
 in `tfp_glow.runs`.
 
 What it may import: anything in tfp_glow; it is the top layer, and nothing imports it except
@@ -49,7 +49,7 @@ __all__ = ["main", "build_parser", "CLIError"]
 
 # Library modules an installation may lack, by the command that needs them: (module, message).
 _OPTIONAL = {
-    "export": ("tfp_glow.export", "export is not available in this installation: the module tfp_glow.export "
+    "export": ("tfp_glow.serving", "export is not available in this installation: the module tfp_glow.serving "
                                   "(export_saved_model) is missing."),
     "bench": ("tfp_glow.bench", "bench is not available in this installation: the module tfp_glow.bench is missing."),
 }

@@ -5,9 +5,10 @@ tfp_glow), so only the command modules import it, never the parser.
 import numpy as np
 
 from tfp_glow import data as data_lib
-from tfp_glow import precision, runs
+from tfp_glow import runs
+from tfp_glow.numerics import precision
 from tfp_glow.cli.options import CLIError, say
-from tfp_glow.precision import float32_for_figures  # noqa: F401 (the commands import it from here)
+from tfp_glow.numerics.precision import float32_for_figures  # noqa: F401 (the commands import it from here)
 
 __all__ = ["load_run", "check_first_batch", "evaluate_data", "print_eval", "float32_for_figures"]
 

@@ -4,7 +4,9 @@ run is evaluated on the split's labels: bits/dim of log p(x | y) and the Bayes-r
 import keras
 
 from tfp_glow import data as data_lib
-from tfp_glow import labeled, runs, splits
+from tfp_glow import runs
+from tfp_glow.data import labeled
+from tfp_glow.data import splits
 from tfp_glow.cli.common import check_first_batch, evaluate_data, load_run, print_eval
 from tfp_glow.cli.options import CLIError, say
 

@@ -1,5 +1,5 @@
 """`tfp-glow export RUN_DIR PATH [--version N]`: a trained run as a TensorFlow SavedModel
-(`tfp_glow.serving.export_saved_model`, also `tfp_glow.export.export_saved_model`); with
+(`tfp_glow.serving.export_saved_model`, also `tfp_glow.serving.export_saved_model`); with
 `--version`, in TF Serving's `PATH/N/` layout."""
 import os
 

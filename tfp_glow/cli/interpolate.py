@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from tfp_glow import latent, plots
+from tfp_glow import plots
+from tfp_glow.analysis import latent
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say

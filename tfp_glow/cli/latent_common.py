@@ -2,7 +2,9 @@
 and labelled or plain splits of a run's data, with user errors as `CLIError`."""
 import numpy as np
 
-from tfp_glow import labeled, latent, splits
+from tfp_glow.data import labeled
+from tfp_glow.analysis import latent
+from tfp_glow.data import splits
 from tfp_glow.cli.options import CLIError
 
 __all__ = ["latent_grid", "load_examples"]

@@ -2,7 +2,7 @@
 
 Everything here is the standard library: `tfp-glow --help` builds this parser without
 importing TensorFlow. The defaults that depend on the data live in `tfp_glow.recipes` (the
-options default to `None`, "not given") and the held-out fractions in `tfp_glow.splits`; the
+options default to `None`, "not given") and the held-out fractions in `tfp_glow.data.splits`; the
 parser repeats those values and choices (tests/test_startup.py, test_recipes.py check them).
 """
 import argparse
@@ -11,10 +11,10 @@ import math
 __all__ = ["CLIError", "build_parser", "say", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DATA_HELP", "DEFAULTS_HELP"]
 
 FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")  # tfp_glow.models.FLOWS
-STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.distribute.STRATEGIES
-POLICIES = ("auto", "none", "mixed_bfloat16", "mixed_float16")  # tfp_glow.precision.CHOICES
-DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_VAL_FRACTION
-DEFAULT_TEST_FRACTION = 0.1  # tfp_glow.splits.DEFAULT_TEST_FRACTION
+STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.training.distribute.STRATEGIES
+POLICIES = ("auto", "none", "mixed_bfloat16", "mixed_float16")  # tfp_glow.numerics.precision.CHOICES
+DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.data.splits.DEFAULT_VAL_FRACTION
+DEFAULT_TEST_FRACTION = 0.1  # tfp_glow.data.splits.DEFAULT_TEST_FRACTION
 
 DATA_HELP = """\
 data (--data):
@@ -381,7 +381,7 @@ def build_parser():
     # ------------------------------------------------------------------------ export
     x = sub.add_parser("export", help="export a trained run as a TensorFlow SavedModel",
                        formatter_class=HelpFormatter,
-                       description="Export a trained run with tfp_glow.export.export_saved_model(model, PATH).")
+                       description="Export a trained run with tfp_glow.serving.export_saved_model(model, PATH).")
     x.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `tfp-glow train`")
     x.add_argument("path", metavar="PATH", help="output SavedModel directory")
     x.add_argument("--signatures", default=None,

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from tfp_glow import extras, scoring
+from tfp_glow import extras
+from tfp_glow.analysis import scoring
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say

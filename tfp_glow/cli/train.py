@@ -20,9 +20,12 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from tfp_glow import callbacks as cb
+from tfp_glow.training import callbacks as cb
 from tfp_glow import data as data_lib
-from tfp_glow import distribute, extras, plots, precision, recipes, runs, splits
+from tfp_glow import extras, plots, recipes, runs
+from tfp_glow.training import distribute
+from tfp_glow.numerics import precision
+from tfp_glow.data import splits
 from tfp_glow.cli import train_data, train_resume
 from tfp_glow.cli.train_resume import resumes_conditional_run
 from tfp_glow.cli.options import CLIError, say

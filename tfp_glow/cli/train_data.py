@@ -17,7 +17,10 @@ that depend on the data carrying labels:
 import numpy as np
 
 from tfp_glow import data as data_lib
-from tfp_glow import distribute, labeled, recipes, runs, splits
+from tfp_glow import recipes, runs
+from tfp_glow.training import distribute
+from tfp_glow.data import labeled
+from tfp_glow.data import splits
 from tfp_glow.cli.common import check_first_batch, evaluate_data, float32_for_figures, print_eval
 from tfp_glow.cli.options import CLIError, say
 

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-from tfp_glow import recipes, runs, splits
+from tfp_glow import recipes, runs
+from tfp_glow.data import splits
 from tfp_glow.cli.options import CLIError, say
 
 __all__ = ["resumes_conditional_run", "stored_config", "restore"]

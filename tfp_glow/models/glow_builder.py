@@ -5,7 +5,7 @@ Named `glow_builder` so that `tfp_glow.models.glow` stays the builder function.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_glow import networks
+from tfp_glow.bijectors import networks
 from tfp_glow.bijectors import (ActNorm, AdditiveCoupling, AffineCoupling, InvertibleConv1x1, LearnedPrior, Split,
                                 Squeeze)
 from tfp_glow.bijectors.coupling import DEFAULT_SCALE_MIN

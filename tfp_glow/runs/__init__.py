@@ -35,7 +35,7 @@ the clean-up), `config` (config.json), `load` (`build_model`, `load_run`), `chec
 (verification and recovery), `lock` (`RunLock`), `metrics` (metrics.csv) and `record`
 (`EpochRecord`). Every name is re-exported here: `runs.X` is the way to use them.
 """
-from tfp_glow.callbacks import checkpoint_epoch
+from tfp_glow.training.callbacks import checkpoint_epoch
 from tfp_glow.runs.checkpoints import (CorruptCheckpointWarning, NothingToLoadError, find_intact_checkpoint,
                                        restore_newest_intact, verify_checkpoint)
 from tfp_glow.runs.config import (EVAL_BATCH_SIZE, FORMAT_VERSION, load_run_config, save_run_config,

@@ -8,7 +8,7 @@ import warnings
 
 import tensorflow as tf
 
-from tfp_glow.callbacks import checkpoint_epoch
+from tfp_glow.training.callbacks import checkpoint_epoch
 from tfp_glow.runs.config import load_run_config
 from tfp_glow.runs.layout import RunError, atomic_write, checkpoint_candidates, run_paths
 from tfp_glow.runs.lock import RunLock

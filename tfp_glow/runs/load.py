@@ -5,8 +5,9 @@ import warnings
 
 import tensorflow as tf
 
-from tfp_glow import averaging, precision
-from tfp_glow.conditional import make_flow_model
+from tfp_glow.numerics import averaging
+from tfp_glow.numerics import precision
+from tfp_glow.training.conditional import make_flow_model
 from tfp_glow.models import FlowConfig, OldWeightsWarning, old_weights_message
 from tfp_glow.runs.checkpoints import restore_newest_intact
 from tfp_glow.runs.config import load_run_config

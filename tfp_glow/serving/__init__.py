@@ -54,7 +54,7 @@ with variational dequantization pushes that noise through its learned `q(u | x)`
 `log p(x + u)`, as `evaluate` and `predict` report them; `encode` maps that `x + u`.
 `log_prob_float` scores the continuous input it is given, without `q`.
 
-Latents come from the one shared sampler (`tfp_glow.sampling.draw_latent`, `draw_rows`):
+Latents come from the one shared sampler (`tfp_glow.models.sampling.draw_latent`, `draw_rows`):
 `sample_n` draws `temperature * tf.random.stateless_normal([n, *L], seed=[seed, 0])`, so the
 same seed gives the same images here, in `sample_stateless` and in `FlowModel.sample` on the
 live model.

@@ -6,7 +6,8 @@ signatures, or a class-conditional model's (with `label` inputs and `classify`);
 """
 import tensorflow as tf
 
-from tfp_glow import averaging, precision
+from tfp_glow.numerics import averaging
+from tfp_glow.numerics import precision
 from tfp_glow.serving import layout
 from tfp_glow.serving.signatures import serving_functions, signature_names
 

@@ -2,14 +2,15 @@
 
 `serving_functions(model)` traces, once per model, the `tf.function`s that the SavedModel
 serves (tfp_glow.serving lists them); a class-conditional model's take a `label` input where
-they need one. Latents come from the shared sampler (`tfp_glow.sampling`), so the SavedModel,
+they need one. Latents come from the shared sampler (`tfp_glow.models.sampling`), so the SavedModel,
 `sample_stateless` and `FlowModel.sample` draw the same latent for the same seed.
 """
 import weakref
 
 import tensorflow as tf
 
-from tfp_glow import averaging, sampling
+from tfp_glow.numerics import averaging
+from tfp_glow.models import sampling
 from tfp_glow.serving import checks
 from tfp_glow.serving.graph import ServingGraph
 

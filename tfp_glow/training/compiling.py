@@ -2,7 +2,9 @@
 what a recompile or a restore needs from it."""
 import random
 
-from tfp_glow import averaging, persistence, stability
+from tfp_glow.numerics import averaging
+from tfp_glow.training import persistence
+from tfp_glow.numerics import stability
 from tfp_glow.training import options
 
 __all__ = ["CompileMixin"]

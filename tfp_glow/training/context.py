@@ -10,7 +10,7 @@ An unconditional model refuses both.
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow import labels as labels_lib
+from tfp_glow.data import labels as labels_lib
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT
 from tfp_glow.training import inputs
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow import keras_inputs
+from tfp_glow.training import keras_inputs
 
 __all__ = ["features", "unpack", "first_batch", "lacks_labels", "placeholder_targets"]
 

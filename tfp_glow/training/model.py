@@ -14,11 +14,15 @@ dequantization), `context` (the conditioning input), `steps` (train/test/predict
 import keras
 import numpy as np
 
-from tfp_glow import averaging, export, keras_inputs, persistence, stability
-from tfp_glow import callbacks as callbacks_lib
-from tfp_glow import dequantization as dequantization_lib
-from tfp_glow import labels as labels_lib
-from tfp_glow import summary as summary_lib
+from tfp_glow.numerics import averaging
+from tfp_glow import serving
+from tfp_glow.training import keras_inputs
+from tfp_glow.training import persistence
+from tfp_glow.numerics import stability
+from tfp_glow.training import callbacks as callbacks_lib
+from tfp_glow.models import dequantization as dequantization_lib
+from tfp_glow.data import labels as labels_lib
+from tfp_glow.training import summary as summary_lib
 from tfp_glow.bijectors import actnorms, initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.models import FlowConfig
 from tfp_glow.training import inputs, weighting
@@ -222,7 +226,7 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
         """Keras' `summary`, showing the flow: its levels and steps (Glow), or its bijectors,
-        in the data -> latent order, with their shapes and parameter counts (`tfp_glow.summary`).
+        in the data -> latent order, with their shapes and parameter counts (`tfp_glow.training.summary`).
 
         Args are Keras': `expand_nested` lists the bijectors inside each step, `show_trainable`
         adds a trainable-parameter column, `layer_range` takes `[first, last]` row names,
@@ -252,7 +256,7 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Keras 3's `Model.export`, writing the flow's serving SavedModel.
 
-        `format="tf_saved_model"` (the only one) writes `tfp_glow.export.export_saved_model`:
+        `format="tf_saved_model"` (the only one) writes `tfp_glow.serving.export_saved_model`:
         signatures `log_prob` (also `serving_default`), `sample`, `encode`, `decode`, and for
         images `log_prob_float`, `log_prob_image`, `encode_image`. Keras' generic export would
         serve `call` only, not the flow.
@@ -272,11 +276,11 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
                              f"flow's serving signatures); received format={format!r}.")
         if input_signature is not None:
             raise ValueError("FlowModel.export takes no input_signature: each serving signature has its own "
-                             "inputs, fixed by the model (see tfp_glow.export). Pass signatures=[...] to choose "
+                             "inputs, fixed by the model (see tfp_glow.serving). Pass signatures=[...] to choose "
                              "which are written.")
-        path = export.export_saved_model(self, filepath, **kwargs)
+        path = serving.export_saved_model(self, filepath, **kwargs)
         if verbose is None or verbose:
-            names = kwargs.get("signatures") or export.signature_names(self)
+            names = kwargs.get("signatures") or serving.signature_names(self)
             names = ", ".join([names] if isinstance(names, str) else names)
             print(f"Saved the flow to {path} (signatures: {names}).")
         return path

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_framework_config
 
-from tfp_glow import stability
+from tfp_glow.numerics import stability
 
 __all__ = ["op_determinism_enabled", "resolve_jit_compile", "refuse_keras_losses", "check_compile_arguments",
            "make_optimizer", "compiled_learning_rate"]

@@ -6,10 +6,10 @@ conditional model's int labels) or `context` (the flow's conditioning tensor its
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow import averaging
+from tfp_glow.numerics import averaging
 from tfp_glow import data as data_lib
-from tfp_glow import sampling
-from tfp_glow import latent as latent_lib
+from tfp_glow.models import sampling
+from tfp_glow.models import levels
 
 __all__ = ["SamplingMixin"]
 
@@ -56,8 +56,8 @@ class SamplingMixin:
 
     def _draw_base(self, n, temperature, seed, level_temperatures):
         """`(z [n * prod(T.shape), *latent_shape], T.shape)`: the latents `sample` decodes,
-        `n`-major, from the package's one sampler (`tfp_glow.sampling.draw_latent`)."""
-        scale = None if level_temperatures is None else latent_lib.level_temperatures(self, level_temperatures)
+        `n`-major, from the package's one sampler (`tfp_glow.models.sampling.draw_latent`)."""
+        scale = None if level_temperatures is None else levels.level_temperatures(self, level_temperatures)
         z = sampling.draw_latent(self.latent_shape, n, temperature, seed, scale=scale)
         batch = tuple(z.shape[1:z.shape.rank - len(self.latent_shape)])
         return tf.reshape(z, [-1, *self.latent_shape]), batch  # the flow takes one batch axis

@@ -9,8 +9,9 @@ e.g. the marginal likelihood without labels), `_update_evaluation_metrics` (e.g.
 import keras
 import tensorflow as tf
 
-from tfp_glow import averaging, stability
-from tfp_glow.distribute import multi_worker_safe_logs
+from tfp_glow.numerics import averaging
+from tfp_glow.numerics import stability
+from tfp_glow.training.distribute import multi_worker_safe_logs
 from tfp_glow.training import inputs, weighting
 
 __all__ = ["StepsMixin"]
