@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import zipfile
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -50,11 +51,25 @@ def load_npz(path: Union[str, os.PathLike], key: str = "x") -> np.ndarray:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"npz file not found: {path!r}")
-    with np.load(path, allow_pickle=False) as npz:
-        keys = list(npz.keys())
-        if key not in keys:
-            raise ValueError(f"key {key!r} not found in {path!r}; keys present: {keys}")
-        x = npz[key]
+    if not zipfile.is_zipfile(path):  # else np.load would try (and advise) unpickling it
+        raise ValueError(f"{path!r} is not an .npz file (a zip archive of arrays, as np.savez writes); "
+                         f"save the images with np.savez(path, {key}=images)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            if key not in keys:
+                raise ValueError(f"key {key!r} not found in {path!r}; keys present: {keys}")
+            x = npz[key]
+        if not isinstance(x, np.ndarray):  # numpy hands back the raw bytes of a member it cannot read
+            raise ValueError(f"{key!r} in {path!r} is not a numpy array (.npy member)")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"could not read the .npz file {path!r}: {e}") from None
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise
+        # object arrays need unpickling, which can run code: never done, never advised
+        raise ValueError(f"array {key!r} in {path!r} is an object array, which is not read; store the "
+                         f"images as a numeric (uint8) array") from None
     return _npz_array_to_images(x, f"array {key!r} in {path!r}")
 
 
