@@ -57,3 +57,18 @@ def test_a_good_npz_still_loads(tmp_path):
     x = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
     np.savez(tmp_path / "ok.npz", x=x)
     np.testing.assert_array_equal(tg.data.load_npz(tmp_path / "ok.npz"), x)
+
+
+def test_the_command_line_refuses_a_garbage_npz_in_one_line(tmp_path):
+    """`tfp-glow train --data garbage.npz`: one `error:` line, exit code 2, no pickle advice."""
+    import subprocess
+    import sys
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip" * 20)
+    for extra in ([], ["--conditional"]):
+        proc = subprocess.run([sys.executable, "-m", "tfp_glow.cli", "train", "--data", str(garbage), "--run-dir",
+                               str(tmp_path / "run"), *extra], capture_output=True, text=True, timeout=300)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+        assert "is not an .npz file" in errors[0] and "pickle" not in proc.stderr, proc.stderr
