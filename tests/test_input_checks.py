@@ -87,6 +87,15 @@ def test_bad_validation_data_fails_before_the_first_step(digits, validation):
     assert int(m.optimizer.iterations) == 0
 
 
+def test_a_bad_later_validation_batch_stops_fit_naming_it(digits):
+    bad = digits[64:128].astype(np.int32)
+    bad[0, 0, 0, 0] = 1000
+    m = tg.FlowModel(GLOW, n_bits=5)
+    m.compile(jit_compile=False)
+    with pytest.raises(input_checks.BadBatchError, match="Validation data, after epoch 1, batch 2 holds pixel"):
+        m.fit(digits[:64], batch_size=64, epochs=1, verbose=0, validation_data=_good_then_bad(digits, bad))
+
+
 def _good_then_bad(digits, bad):
     """A dataset of two batches of 64: good uint8-valued levels, then `bad` (same dtype)."""
     x = np.concatenate([digits[:64].astype(bad.dtype), bad]).astype(bad.dtype)

@@ -177,6 +177,7 @@ class InputGuard(keras.callbacks.Callback):
         super().__init__()
         self._seen = 0.0
         self._epoch = 0
+        self._fitting = False  # fit's validation is evaluate inside fit
 
     def _check(self, batch, where, after):
         tracker = getattr(self.model, "input_error_tracker", None)
@@ -190,10 +191,17 @@ class InputGuard(keras.callbacks.Callback):
             raise BadBatchError(f"{where} batch {batch + 1} holds {problems}: this model expects "
                                 f"{_expected(self.model)}. {after}")
 
-    def on_train_begin(self, logs=None):
+    def _begin(self, logs=None):
         self._seen = float(self.model.input_error_tracker.result())
 
-    on_test_begin = on_predict_begin = on_train_begin
+    on_test_begin = on_predict_begin = _begin
+
+    def on_train_begin(self, logs=None):
+        self._fitting = True
+        self._begin()
+
+    def on_train_end(self, logs=None):
+        self._fitting = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -203,7 +211,10 @@ class InputGuard(keras.callbacks.Callback):
                     "Training stopped; the update of that batch was not applied.")
 
     def on_test_batch_end(self, batch, logs=None):
-        self._check(batch, "Evaluation data,", "Evaluation stopped.")
+        if self._fitting:
+            self._check(batch, f"Validation data, after epoch {self._epoch + 1},", "Training stopped.")
+        else:
+            self._check(batch, "Evaluation data,", "Evaluation stopped.")
 
     def on_predict_batch_end(self, batch, logs=None):
         self._check(batch, "Prediction data,", "Prediction stopped.")
