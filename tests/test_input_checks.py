@@ -56,7 +56,7 @@ def test_every_entry_point_refuses_bad_images_in_one_line(model, digits, entry):
             ENTRY_POINTS[entry](model, x)
         text = str(excinfo.value)
         assert fragment in text, (kind, text)
-        assert "BroadcastTo" not in text and "Traceback" not in text, (kind, text)
+        assert "BroadcastTo" not in text and "\n" not in text, (kind, text)  # one line, not Keras' wrapper
     assert np.all(np.isfinite(model.log_prob(digits[:4])))  # and good data still passes
 
 

@@ -39,11 +39,18 @@ class StepsMixin:
         return {}
 
     # ------------------------------------------------------------------ steps
+    def __call__(self, inputs, *args, **kwargs):
+        """Keras' `__call__`, after the input check (here, so its error is not wrapped by Keras')."""
+        x = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+        input_checks.check_events(self, x)
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, training=False):
         """Per-example `log p(x)` of raw `x` (or `log p(x | y)` of `(x, y)`), dequantized with the
         fixed noise unless `training`."""
-        x, y = (inputs[0], inputs[1]) if isinstance(inputs, (tuple, list)) else (inputs, None)
-        x = input_checks.check_events(self, x)  # values eagerly; in a graph the shape
+        pair = isinstance(inputs, (tuple, list))
+        x, y = (inputs[0], inputs[1] if len(inputs) > 1 else None) if pair else (inputs, None)
+        input_checks.check_static_shape(self, x.shape)  # `__call__` checked the values
         x_pre, _ = self.dequantize(x, fixed_noise=not training)
         return self._evaluation_log_prob(x_pre, y)[0]
 
