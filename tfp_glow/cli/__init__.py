@@ -105,10 +105,11 @@ def main(argv=None):
         return _main(argv, debug)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        _fail("interrupted; a training run can continue with --resume from its last complete epoch", 130)
+        # `train` says which epoch its run keeps (cli/train.py); other commands leave nothing half done
+        _fail(str(e) or "interrupted", 130)
     except OSError as e:
         if debug:
             raise
