@@ -348,8 +348,9 @@ def _finish(args, job, t_start):
         written = [paths["weights"]]
         figures = _figures_available(job)
         if job.image:
-            images, cols, note = job.hooks.grid(model, args)
-            plots.save_image_grid(paths["samples_final"], images, cols=cols, title=plots.sample_title(args.temperature))
+            images, cols, note, row_labels = job.hooks.grid(model, args)
+            plots.save_image_grid(paths["samples_final"], images, cols=cols, row_labels=row_labels,
+                                  title=plots.sample_title(args.temperature, seed=args.seed))
             written.append(paths["samples_final"] + note)
         elif tuple(job.info.shape) == (2,) and figures:
             samples = model.sample(2000, temperature=args.temperature, seed=args.seed)
