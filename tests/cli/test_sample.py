@@ -53,12 +53,12 @@ def test_sample_grid_titles_its_png_and_logs_it_to_tensorboard(tmp_path):
     files = {}
     for path, epoch in zip(grid.written, (2, 3)):
         with Image.open(path) as img:
-            assert img.text["Title"] == f"samples at temperature T=0.5 (epoch {epoch})"
+            assert img.text["Title"] == f"samples at temperature T=0.5, seed 0 (epoch {epoch})"
             files[epoch] = np.asarray(img)
     events = _events(str(tmp_path / "logs" / "samples"))
     assert [(tag, step) for tag, step, _, _ in events] == [("samples/T=0.5", 2), ("samples/T=0.5", 3)]
     for _, step, description, image in events:
-        assert description == f"samples at temperature T=0.5 (epoch {step})"
+        assert description == f"samples at temperature T=0.5, seed 0 (epoch {step})"
         np.testing.assert_array_equal(image.reshape(files[step].shape), files[step])  # the PNG's pixels
 
 
@@ -106,7 +106,7 @@ def test_cli_trains_and_evaluates_a_resized_grayscale_folder(tmp_path):
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["image_size"] == [4, 4] and config["grayscale"] is True
     with Image.open(os.path.join(run_dir, "samples_final.png")) as img:
-        assert img.mode == "L" and img.text["Title"] == "samples at temperature T=0.6"
+        assert img.mode == "L" and img.text["Title"] == "samples at temperature T=0.6, seed 0"
     # evaluate reads the folder as the run did (without the options it would be 6x4 RGB)
     rc, out, err = run_cli(["evaluate", run_dir, "--no-xla"])
     assert rc == 0, out + err

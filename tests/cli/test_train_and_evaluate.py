@@ -93,7 +93,7 @@ def test_resume_continues_from_saved_epoch(digits_run, tmp_path):
     assert "Epoch 2/2" in out and "Epoch 1/2" not in out
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "ckpt-2.index"))
     with open(os.path.join(run_dir, "metrics.csv")) as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+        assert [row["epoch_1based"] for row in csv.DictReader(f)] == ["1", "2"]  # as the console counts
     assert np.isfinite(_figure(out))
     # Model options that contradict the run's config are refused.
     rc, _, err = run_cli(["train", "--resume", "--run-dir", run_dir, "--hidden", "16"])

@@ -41,7 +41,7 @@ def _one_error_line(err):
 
 def _metrics_epochs(run_dir):
     with open(os.path.join(run_dir, runs.METRICS), newline="") as f:
-        return [int(float(r["epoch"])) for r in csv.DictReader(f)]
+        return [int(r["epoch_1based"]) - 1 for r in csv.DictReader(f)]  # 0-based, as Keras counts
 
 
 def _config(run_dir):

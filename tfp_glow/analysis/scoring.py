@@ -168,8 +168,16 @@ def write_csv(path, tables):
     return path
 
 
-def plot_histograms(path, tables, title=""):
-    """A PNG with one histogram panel per score, one colour per set."""
+def plot_histograms(path, tables, title="", aurocs=None):
+    """A PNG with one histogram panel per score, one colour per set.
+
+    Args:
+      path: output `.png`.
+      tables: `{set name: score_table(...)}`, in-distribution first.
+      title: the figure's title.
+      aurocs: optional `{score: AUROC}`; each panel's legend then gives its AUROC on the label
+        of the last set (the positive one, e.g. `--ood`).
+    """
     Figure = require("matplotlib.figure", "plots", "the score histograms").Figure
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", "plots", "the score histograms").FigureCanvasAgg
 
@@ -178,8 +186,12 @@ def plot_histograms(path, tables, title=""):
         ax = fig.add_subplot(1, len(SCORES), k + 1)
         values = np.concatenate([t[score] for t in tables.values()])
         bins = np.linspace(values.min(), values.max(), 40) if values.max() > values.min() else 10
+        last = list(tables)[-1]
         for name, table in tables.items():
-            ax.hist(table[score], bins=bins, alpha=0.55, label=name, density=True)
+            label = name
+            if aurocs and score in aurocs and name == last and len(tables) > 1:
+                label = f"{name} (AUROC {aurocs[score]:.3f})"
+            ax.hist(table[score], bins=bins, alpha=0.55, label=label, density=True)
         ax.set_xlabel(score.replace("_", " ") + (" (bits/dim)" if score != "typicality" else " |bpd - H|"))
         ax.legend(fontsize=8)
     if title:

@@ -5,8 +5,10 @@ What it holds
 Measurements that put our flows next to other implementations, and nothing that training,
 sampling or serving a model needs:
 
-- `cli`: `build_parser` and `main` (argparse), re-exported here. `--quality` hands the rest
-  of the command line to `quality.main`.
+- `cli`: `main`, re-exported here with `build_parser` (`options`; `--quality`'s is
+  `quality_options`). These three are standard library only, so `--help` imports no
+  TensorFlow; `main` then loads `run` (the speed comparison and the scaling table) or hands the
+  rest of the command line to `quality.main`.
 - `config`: option choices, the analytic FLOP and activation-memory counts, and the checks
   that reject a configuration that cannot run before anything is built.
 - `speed`: our Glow against TFP's `tfb.Glow` with the same architecture, one step of each in
@@ -31,9 +33,10 @@ runs), so `import tfp_glow` never loads it. Inside it, imports sit at the top of
 and point one way (`cli` also imports most of them directly); no submodule imports this
 `__init__`:
 
-    cli -> quality -> quality_sides, quality_report -> quality_config
-    cli -> scaling -> rss -> speed -> baselines_tfp, config
-    cli -> profile -> speed;  cli -> report -> config
+    cli -> options, quality_options -> config   (standard library only)
+    cli -> quality -> quality_sides, quality_report -> quality_config -> quality_options
+    cli -> run -> scaling -> rss -> speed -> baselines_tfp, config
+    run -> profile -> speed;  run -> report -> config
 
 `torch` and `normflows` are imported by `baselines_torch` alone, and only
 `quality_sides.run_normflows` imports that, inside the normflows child process. So neither
@@ -46,7 +49,7 @@ Every child process (`--_cell`, `--_rss-child`, `--quality --child SIDE`) runs
 import os
 
 # For the child processes, which inherit the environment and so have these set before TensorFlow
-# and Keras load (in this process `import tfp_glow` has loaded them already).
+# and Keras load (in this process nothing has loaded them yet when `--help` is answered).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 

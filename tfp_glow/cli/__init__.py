@@ -5,6 +5,7 @@ What this subpackage holds:
     __init__.py   main (the console script `tfp-glow`, and `python -m tfp_glow.cli`) and
                   build_parser
     options.py    the parser: options, argument types, help texts, CLIError (stdlib only)
+    quiet.py      imports TensorFlow without its start-up lines (stdlib only)
     common.py     what the commands share when they run: open a run, check a split, evaluate
     train.py      tfp-glow train     sample.py     tfp-glow sample
     evaluate.py   tfp-glow evaluate  export.py     tfp-glow export
@@ -36,12 +37,16 @@ code 2 before any training step; a NaN/inf loss during training exits with code 
 Every other failure (a full disk, a folder that cannot be written, an unexpected exception)
 is one `error: ...` line too, exit code 1; Ctrl-C exits with 130. `tfp-glow --debug ...`
 (or TFP_GLOW_DEBUG=1) shows the full traceback instead.
+
+TensorFlow's start-up lines (absl, oneDNN, CUDA) are held back (`quiet.py`; every other line
+TensorFlow writes while it loads is passed on); `--debug` shows them.
 """
 import errno
 import importlib
 import os
 import sys
 
+from tfp_glow.cli import quiet
 from tfp_glow.cli.options import CLIError, build_parser
 from tfp_glow.extras import MissingExtraError
 
@@ -64,6 +69,12 @@ def _command(name):
         if module and e.name and e.name.startswith(module):
             raise CLIError(message) from e
         raise
+
+
+def _asks_for_help(argv):
+    """Whether a command line (before a bare `--`) holds `-h` or `--help`."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    return any(a in ("-h", "--help") for a in argv[:end])
 
 
 def _fail(message, code):
@@ -91,13 +102,14 @@ def main(argv=None):
     debug = "--debug" in argv[:end] or os.environ.get("TFP_GLOW_DEBUG", "") not in ("", "0")
     argv = [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
     try:
-        return _main(argv)
+        return _main(argv, debug)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        _fail("interrupted; a training run can continue with --resume from its last complete epoch", 130)
+        # `train` says which epoch its run keeps (cli/train.py); other commands leave nothing half done
+        _fail(str(e) or "interrupted", 130)
     except OSError as e:
         if debug:
             raise
@@ -109,18 +121,21 @@ def main(argv=None):
         _fail(f"{type(e).__name__}: {first} (run `tfp-glow --debug ...` for the traceback)", 1)
 
 
-def _main(argv):
+def _main(argv, debug=False):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     parser = build_parser()
     try:
         if argv and argv[0] == "bench":  # tfp_glow.bench parses its own options
+            if not _asks_for_help(argv[1:]):  # its --help needs no TensorFlow
+                quiet.import_tensorflow(debug)
             rc = _command("bench").run(argv[1:])
             return rc if isinstance(rc, int) else 0
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv)  # --help ends here, before TensorFlow loads
         if args.command is None:
             parser.print_help()
             return 0
+        quiet.import_tensorflow(debug)  # no start-up lines unless --debug (cli/quiet.py)
         _command(args.command).run(args)  # train runs --conditional too (cli/train_data.py)
         return 0
     except (CLIError, MissingExtraError) as e:  # the user's input, or an extra to install

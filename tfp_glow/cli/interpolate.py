@@ -41,7 +41,8 @@ def run(args):
         x_pre = np.asarray(model.preprocess(x[[args.a, args.b]], fixed_noise=True))
         err = max(err, float(np.abs(out["x"][[0, -1]] - x_pre).max()))
     out_path = args.out or os.path.join(args.run_dir, f"interpolate_{args.a}_{args.b}.png")
-    plots.save_image_grid(out_path, np.concatenate(rows, axis=0), cols=args.steps)
+    plots.save_image_grid(out_path, np.concatenate(rows, axis=0), cols=args.steps, row_labels=list(methods),
+                          title=f"{args.split} examples {args.a} -> {args.b}: one row per method, {args.steps} steps")
     say(f"interpolated {args.split} examples {args.a} and {args.b} ({', '.join(methods)}; {args.steps} steps); "
         f"end points reconstruct to within {err:.2e}")
     say(f"wrote {out_path}")

@@ -11,9 +11,14 @@ __all__ = ["latent_grid", "load_examples"]
 
 
 def latent_grid(model, args):
-    """`(uint8 images, columns)` for `tfp-glow sample` with --labels / --by-class / --level-temperatures."""
+    """`(uint8 images, columns, caption)` for `tfp-glow sample` with --labels / --by-class /
+    --level-temperatures; `caption` is `save_image_grid`'s `title` and row or column labels."""
     # --level-temperatures replaces --temperature (it is not multiplied by it)
     temperature, per_level = (1.0, args.level_temperatures) if args.level_temperatures else (args.temperature, None)
+    if per_level is not None:
+        title = f"samples at level temperatures {', '.join(f'{t:g}' for t in per_level)}, seed {args.seed}"
+    else:
+        title = f"samples at temperature T={float(temperature):g}, seed {args.seed}"
     k = int(getattr(model, "num_classes", 0) or 0)
     if not k and (args.labels or args.by_class):
         raise CLIError("--labels and --by-class need a class-conditional run (tfp-glow train --conditional); "
@@ -26,14 +31,18 @@ def latent_grid(model, args):
                 labels = model.check_labels(np.asarray(args.labels), None, what="--labels")
                 labels = np.resize(labels, args.n) if len(labels) != args.n else labels
                 cols = None
+                caption = dict(title=f"{title}; classes {', '.join(str(int(c)) for c in labels)}")
             elif args.by_class:
                 labels, cols = np.repeat(np.arange(k), args.n), args.n
+                caption = dict(title=title, row_labels=[f"class {c}" for c in range(k)])
             else:
                 labels, cols = np.arange(args.n) % k, k
+                caption = dict(title=f"{title}; one class per column", col_labels=[str(c) for c in range(k)])
             images = model.sample_images(len(labels), temperature, seed=args.seed, labels=labels,
                                          level_temperatures=per_level)
-            return images, cols
-        return model.sample_images(args.n, temperature, seed=args.seed, level_temperatures=per_level), None
+            return images, cols, caption
+        images = model.sample_images(args.n, temperature, seed=args.seed, level_temperatures=per_level)
+        return images, None, dict(title=title)
     except ValueError as e:
         raise CLIError(str(e)) from e
 

@@ -62,8 +62,9 @@ def run(args):
     tag = args.attribute.replace(":", "to")
     out_path = args.out or os.path.join(args.run_dir, f"manipulate_{tag}.png")
     images = out["images"].reshape((-1,) + tuple(model.event_shape))
-    plots.save_image_grid(out_path, images, cols=len(out["strengths"]))
     what = f"class {target} vs the rest" if source is None else f"class {source} -> class {target}"
+    plots.save_image_grid(out_path, images, cols=len(out["strengths"]), title=f"{what}: strength per column",
+                          col_labels=[f"{s:g}" for s in out["strengths"]])
     say(f"direction: {what}, estimated on {len(x)} {args.split} examples (|d| = {np.linalg.norm(direction):.3f}); "
         f"{len(pick)} test examples at strengths {', '.join(f'{s:g}' for s in out['strengths'])}")
     say(f"wrote {out_path}")

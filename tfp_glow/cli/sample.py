@@ -18,12 +18,14 @@ def run(args):
     out = args.out or os.path.join(args.run_dir, f"samples_t{args.temperature:g}_seed{args.seed}.png")
     if model.is_image and (getattr(args, "labels", None) or getattr(args, "by_class", False)
                            or getattr(args, "level_temperatures", None) or getattr(model, "num_classes", 0)):
-        images, cols = latent_grid(model, args)  # by class and/or temperature per level
-        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols or cols)
+        images, cols, caption = latent_grid(model, args)  # by class and/or temperature per level
+        if args.cols and args.cols != cols:  # the labels name the rows or columns of `cols`
+            caption = dict(title=caption["title"])
+        plots.save_image_grid(out, images, scale=args.scale, cols=args.cols or cols, **caption)
     elif model.is_image:
         images = model.sample_images(args.n, args.temperature, seed=args.seed)
         plots.save_image_grid(out, images, scale=args.scale, cols=args.cols,
-                              title=plots.sample_title(args.temperature))
+                              title=plots.sample_title(args.temperature, seed=args.seed))
     elif tuple(model.event_shape) == (2,):
         samples = model.sample(args.n, temperature=args.temperature, seed=args.seed)
         plots.plot_samples_2d(samples, out, title=f"{config['flow_config']['flow']} samples (T={args.temperature:g})")

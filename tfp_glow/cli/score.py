@@ -46,11 +46,6 @@ def run(args):
     slug = "".join(c if c.isalnum() else "_" for c in os.path.basename(args.data.rstrip("/")))
     prefix = args.out or os.path.join(args.run_dir, f"score_{slug}")
     csv_path = scoring.write_csv(prefix + ".csv", tables)
-    png_path = None
-    if extras.available("matplotlib"):
-        png_path = scoring.plot_histograms(prefix + ".png", tables, title=f"{config['data']} model")
-    else:
-        say('note: the histograms are skipped: matplotlib is not installed (pip install "tfp_glow[plots]")')
     say(f"reference H = {reference.mean():.4f} bits/dim ({len(ref_x)} validation examples of {config['data']})")
     for name, t in tables.items():
         say(f"{name} ({args.split}, {len(t['bits_per_dim'])} examples): bits/dim mean {t['bits_per_dim'].mean():.4f}, "
@@ -67,6 +62,12 @@ def run(args):
         say(f"AUROC typicality on batches of {args.batch}: {result[f'typicality_batch{args.batch}']:.4f}; "
             f"test at alpha 0.01 (epsilon {test_in['epsilon']:.4f}) flags {np.mean(test_out['flagged']):.1%} of "
             f"{args.ood} batches and {np.mean(test_in['flagged']):.1%} of {args.data} batches")
+    png_path = None
+    if extras.available("matplotlib"):
+        png_path = scoring.plot_histograms(prefix + ".png", tables, title=f"{config['data']} model",
+                                           aurocs=result)  # in the legends
+    else:
+        say('note: the histograms are skipped: matplotlib is not installed (pip install "tfp_glow[plots]")')
     say(f"wrote {csv_path}")
     if png_path:
         say(f"wrote {png_path}")

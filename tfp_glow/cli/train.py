@@ -24,6 +24,7 @@ from tfp_glow.training import callbacks as cb
 from tfp_glow import data as data_lib
 from tfp_glow import extras, plots, recipes, runs
 from tfp_glow.training import distribute
+from tfp_glow.training.progress import EpochLine
 from tfp_glow.numerics import precision
 from tfp_glow.data import splits
 from tfp_glow.cli import train_data, train_resume
@@ -76,6 +77,10 @@ def run(args):
             raise CLIError(str(e)) from e
         _fit(args, job)
         return _finish(args, job, t_start)
+    except KeyboardInterrupt:
+        if job is None or job.ckpt is None:
+            raise
+        raise KeyboardInterrupt(_interrupted_message(job)) from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if job is not None and job.lock is not None:
@@ -268,6 +273,7 @@ def _fit(args, job):
     if job.chief:
         callbacks += _chief_callbacks(args, job)
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    callbacks.append(EpochLine())  # the short epoch line (training/progress.py)
     if job.initial_epoch >= recipe.epochs:
         say(f"the run already completed {job.initial_epoch} epoch(s) (--epochs {recipe.epochs}); nothing to train")
         return
@@ -285,6 +291,17 @@ def _fit(args, job):
         print(f"error: {e} {hint}", file=sys.stderr, flush=True)
         raise SystemExit(1)
     say(f"training took {time.time() - t_fit:.1f} s")
+
+
+def _interrupted_message(job):
+    """What Ctrl-C leaves: the run's last complete epoch, and how to continue from it."""
+    latest = job.ckpt.latest
+    done = runs.checkpoint_epoch(latest) if latest else None
+    if done is None:
+        return (f"interrupted before an epoch completed; {job.run_dir} holds no checkpoint to resume: "
+                f"start it again")
+    return (f"interrupted; {job.run_dir} keeps its last complete epoch, epoch {done} of {job.recipe.epochs} "
+            f"({latest}): continue with tfp-glow train --resume --run-dir {job.run_dir}")
 
 
 def _chief_callbacks(args, job):
@@ -331,8 +348,9 @@ def _finish(args, job, t_start):
         written = [paths["weights"]]
         figures = _figures_available(job)
         if job.image:
-            images, cols, note = job.hooks.grid(model, args)
-            plots.save_image_grid(paths["samples_final"], images, cols=cols, title=plots.sample_title(args.temperature))
+            images, cols, note, row_labels = job.hooks.grid(model, args)
+            plots.save_image_grid(paths["samples_final"], images, cols=cols, row_labels=row_labels,
+                                  title=plots.sample_title(args.temperature, seed=args.seed))
             written.append(paths["samples_final"] + note)
         elif tuple(job.info.shape) == (2,) and figures:
             samples = model.sample(2000, temperature=args.temperature, seed=args.seed)

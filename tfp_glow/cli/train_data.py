@@ -79,8 +79,8 @@ class Unlabelled:
         return print_eval("test", result, job.image)
 
     def grid(self, model, args):
-        """`(uint8 samples, columns or None, note)` of the final sample grid."""
-        return model.sample_images(args.n_samples, args.temperature, seed=args.seed), None, ""
+        """`(uint8 samples, columns or None, note, row labels or None)` of the final sample grid."""
+        return model.sample_images(args.n_samples, args.temperature, seed=args.seed), None, "", None
 
 
 class Labelled(Unlabelled):
@@ -156,4 +156,5 @@ class Labelled(Unlabelled):
         per_class = max(1, args.n_samples // model.num_classes)
         labels = np.repeat(np.arange(model.num_classes), per_class)
         images = model.sample_images(len(labels), args.temperature, seed=args.seed, labels=labels)
-        return images, per_class, f" (one row per class, {per_class} each)"
+        row_labels = [f"class {c}" for c in range(model.num_classes)]
+        return images, per_class, f" (one row per class, {per_class} each)", row_labels

@@ -5,12 +5,14 @@ Everything renders off screen (`canvas`); matplotlib is the `plots` extra
 
 Modules:
   grids: `image_grid` (uint8 images `[N, H, W, C]` -> one grid image), `save_image_grid` (the same,
-    upscaled and written as a PNG), `encode_png` (PNG bytes with text chunks), `sample_title`,
+    upscaled, captioned and written as a PNG), `encode_png` (PNG bytes with text chunks), `sample_title`,
     `save_sample_grids`.
   density: `plot_density_2d` (data, model density, model samples and the data in latent space),
     `plot_samples_2d`, `density_grid`.
   curves: `plot_curves` (bits/dim or another metric per epoch from a `metrics.csv`),
     `read_metrics_csv`.
+  captions: `add_captions`, the title and row / column labels drawn into a grid image.
+  font: a built-in 5x7 bitmap font (`render_text`), so captions need no matplotlib.
   canvas: the off-screen figure and output folders the others share.
 """
 from tfp_glow.plots.curves import plot_curves, read_metrics_csv

@@ -1,7 +1,8 @@
 """Image grids: samples side by side, upscaled and written as PNGs with a caption.
 
 Image grids need no extra: `tf.io.encode_png` writes them, with a PNG `Title` (e.g. the
-sampling temperature) when given one.
+sampling temperature) when given one, and the caption (title, row and column labels) is drawn
+into the picture in a built-in bitmap font (`captions`, `font`).
 """
 import math
 import os
@@ -12,6 +13,7 @@ import numpy as np
 
 from tfp_glow.data import quantization
 from tfp_glow.plots.canvas import as_numpy, makedirs_for
+from tfp_glow.plots.captions import add_captions
 
 
 def _as_images(images):
@@ -94,8 +96,13 @@ def encode_png(image, text=None):
     return png[:header_end] + chunks + png[header_end:]
 
 
-def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, min_size=48, title=None):
+def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, min_size=48, title=None,
+                    row_labels=None, col_labels=None, caption=True):
     """Writes uint8 images as one PNG grid, each image upscaled so small images stay visible.
+
+    The caption (`title`, `row_labels`, `col_labels`) is drawn on white strips above and left of
+    the grid (`captions.add_captions`); the grid itself is unchanged, so its cells stay
+    comparable pixel by pixel.
 
     Args:
       path: output file (`.png`); parent directories are created.
@@ -107,7 +114,11 @@ def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, m
       pad: grid lines between the (upscaled) images, in output pixels.
       pad_value: grey level of the grid lines and of empty cells.
       min_size: see `scale`.
-      title: optional caption, stored as the PNG's `Title` text (e.g. the sampling temperature).
+      title: optional caption (e.g. the sampling temperature and seed), drawn above the grid and
+        stored as the PNG's `Title` text.
+      row_labels: one label per grid row (e.g. the class of each row), drawn left of it.
+      col_labels: one label per grid column (e.g. a strength), drawn above it.
+      caption: draw the caption into the picture (False: the `Title` text only).
 
     Returns:
       `path`.
@@ -119,16 +130,20 @@ def save_image_grid(path, images, scale=None, cols=None, pad=2, pad_value=128, m
         # PNG has no 2- or 5+-channel mode: each channel becomes a grayscale panel, side by side
         x = np.concatenate([x[..., c:c + 1] for c in range(x.shape[-1])], axis=2)
     grid = image_grid(upscale(x, scale), cols=cols, pad=pad, pad_value=pad_value)
+    if caption and (title or row_labels is not None or col_labels is not None):
+        grid, _ = add_captions(grid, (x.shape[1] * scale, x.shape[2] * scale), pad, title=title,
+                               row_labels=row_labels, col_labels=col_labels)
     makedirs_for(path)
     with open(path, "wb") as f:
         f.write(encode_png(grid, None if title is None else {"Title": title}))
     return path
 
 
-def sample_title(temperature, what="samples", epoch=None):
-    """The caption of a sample grid: `"samples at temperature T=0.7 (epoch 3)"`."""
+def sample_title(temperature, what="samples", epoch=None, seed=None):
+    """The caption of a sample grid: `"samples at temperature T=0.7, seed 0 (epoch 3)"`."""
+    seeded = f", seed {seed}" if seed is not None else ""
     at = f" (epoch {epoch})" if epoch is not None else ""
-    return f"{what} at temperature T={float(temperature):g}{at}"
+    return f"{what} at temperature T={float(temperature):g}{seeded}{at}"
 
 
 def save_sample_grids(model, directory, temperatures=(0.7, 1.0), n=64, seed=0):
@@ -153,5 +168,6 @@ def save_sample_grids(model, directory, temperatures=(0.7, 1.0), n=64, seed=0):
         if not np.all(np.isfinite(x.numpy())):
             raise FloatingPointError(f"non-finite samples at temperature {temperature}")
         paths.append(save_image_grid(os.path.join(directory, f"samples_t{temperature:g}.png"),
-                                     quantization.to_uint8(x, model.n_bits), title=sample_title(temperature)))
+                                     quantization.to_uint8(x, model.n_bits),
+                                     title=sample_title(temperature, seed=seed)))
     return paths

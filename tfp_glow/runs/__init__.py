@@ -7,7 +7,7 @@ Layout::
                                   "val_fraction": float, "test_fraction": float, ...}
     RUN_DIR/checkpoints/         FlowCheckpoint (model + optimizer + epoch), ckpt-E per epoch
     RUN_DIR/model.weights.h5     final Keras weights (model.save_weights)
-    RUN_DIR/metrics.csv          keras.callbacks.CSVLogger, one row per epoch
+    RUN_DIR/metrics.csv          one row per epoch (`epoch_1based`, as the console counts)
     RUN_DIR/logs/                keras.callbacks.TensorBoard
     RUN_DIR/samples_epochNNN.png per-epoch samples (images) or density figure (2-D data)
     RUN_DIR/samples_final.png    samples of the final model

@@ -268,7 +268,8 @@ class SampleGrid(keras.callbacks.Callback):
     """Writes `directory/samples_epoch{E:03d}.png` every `every` epochs (E is 1-based).
 
     Image models: a grid of `n` samples at `temperature` (`plots.save_image_grid` of
-    `model.sample_images`), whose PNG `Title` is `plots.sample_title(temperature, epoch=E)`.
+    `model.sample_images`), captioned (drawn into the picture and as its PNG `Title`)
+    `plots.sample_title(temperature, epoch=E, seed=seed)`.
     2-D vector models: the density figure of `plots.plot_density_2d` on `data` (required for
     them; its samples panel names the temperature). Other vector models: nothing. With
     `log_dir`, each written picture also goes to TensorBoard: `tf.summary.image` at step `E`
@@ -320,7 +321,7 @@ class SampleGrid(keras.callbacks.Callback):
             return
         model = self.model
         path = self.path(e)
-        title = plots.sample_title(self.temperature, epoch=e)
+        title = plots.sample_title(self.temperature, epoch=e, seed=self.seed)
         if getattr(model, "is_image", False):
             plots.save_image_grid(path, model.sample_images(self.n, self.temperature, seed=self.seed), title=title)
         elif tuple(getattr(model, "event_shape", ())) == (2,) and self.data is not None:
