@@ -88,7 +88,8 @@ class CausalTransformer(keras.layers.Layer):
         self.context_projection = None
         if self.context_dim:
             self.context_projection = ContextProjection(w, name="context", dtype=self.dtype_policy)
-            self.context_projection.build((None, self.context_dim))
+            with keras.name_scope(self.name):  # weight paths `<name>/context/...`, as if built in a call
+                self.context_projection.build((None, self.context_dim))
         self.built = True
 
     def _w(self, v):
