@@ -4,7 +4,6 @@ numbers, the token layout, causality, conditioning, bounded scales and bad argum
 `tests/fixtures/tarflow_metablock.npz` comes from apple/ml-tarflow's `MetaBlock` on fixed
 random weights (`tfp_glow/bench/tarflow_reference.py`, PyTorch, float32); CI needs no PyTorch.
 """
-import pathlib
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ import tensorflow as tf
 
 from tfp_glow.bijectors import TransformerAutoregressive
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT
+import support
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "tarflow_metablock.npz"
+FIXTURE = support.FIXTURES / "tarflow_metablock.npz"
 CASES = ("identity", "flip")
 
 
