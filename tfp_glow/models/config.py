@@ -12,10 +12,11 @@ from tfp_glow.models.maf_builder import maf
 from tfp_glow.models.nice_builder import nice
 from tfp_glow.models.nsf_builder import nsf
 from tfp_glow.models.realnvp_builder import realnvp
+from tfp_glow.models.tarflow_builder import tarflow
 
-FLOWS = ("glow", "realnvp", "nice", "nsf", "maf")
+FLOWS = ("glow", "realnvp", "nice", "nsf", "maf", "tarflow")
 
-_BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow, "nsf": nsf, "maf": maf}
+_BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow, "nsf": nsf, "maf": maf, "tarflow": tarflow}
 
 
 @dataclasses.dataclass
