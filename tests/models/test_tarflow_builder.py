@@ -48,7 +48,7 @@ def test_log_prob_is_the_base_density_plus_every_blocks_tfp_log_det():
 def test_flow_config_builds_tarflow_and_round_trips_through_its_dict():
     cfg = tg.FlowConfig("tarflow", (8, 8, 1), dict(patch_size=4, width=32, blocks=2, layers_per_block=1))
     again = tg.FlowConfig.from_dict(cfg.to_dict())
-    assert again == cfg and "tarflow" in tg.models.FLOWS
+    assert again == cfg
     assert len(_blocks(again.build())) == 2
 
 
@@ -62,7 +62,7 @@ def test_a_conditional_stack_needs_its_context():
                                rtol=1e-5, atol=1e-4)
     randomize(dist, seed=1)
     other = tg.bijectors.log_prob(dist, x, conditional_input=tf.one_hot([1, 1], 3))
-    assert np.abs(tg.bijectors.log_prob(dist, x, conditional_input=y) - other).numpy().max() > 1e-3
+    assert tf.reduce_max(tf.abs(tg.bijectors.log_prob(dist, x, conditional_input=y) - other)).numpy() > 1e-3
     with pytest.raises(ValueError, match="conditional"):
         tg.bijectors.log_prob(dist, x)
 
