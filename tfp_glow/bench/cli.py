@@ -86,6 +86,10 @@ def build_parser(prog="tfp-glow bench"):
                    help="instead: train our Glow and PyTorch normflows' Glow for the same wall-clock budget and "
                         "compare test bits/dim, img/s and sample finiteness; its own options follow "
                         "(tfp-glow bench --quality --help)")
+    p.add_argument("--tarflow-reference", metavar="PATH", default=None,
+                   help="instead: our TarFlow against apple/ml-tarflow's Model (its transformer_flow.py at PATH; "
+                        "needs torch): train-step img/s and sampling time (tfp-glow bench --tarflow-reference X "
+                        "--help)")
     p.add_argument("--_cell", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--_rss-child", choices=("ours", "tfp"), default=None, help=argparse.SUPPRESS)
     return p
@@ -97,6 +101,14 @@ def main(argv=None):
     With `--quality`, the rest of the command line goes to `tfp_glow.bench.quality.main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--tarflow-reference" or a.startswith("--tarflow-reference=") for a in argv):
+        try:
+            from tfp_glow.bench import tarflow_speed  # imports torch: only when asked
+        except ImportError as e:
+            print(f"tfp-glow bench: error: --tarflow-reference needs PyTorch ({e}); "
+                  f"pip install \"tfp_glow[bench]\".", file=sys.stderr)
+            return 2
+        return tarflow_speed.main(argv)
     if "--quality" in argv:
         return quality.main([a for a in argv if a != "--quality"])
     parser = build_parser()
