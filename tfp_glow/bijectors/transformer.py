@@ -103,7 +103,7 @@ class CausalTransformer(keras.layers.Layer):
         if self.context_projection is not None:
             if context is None:
                 raise ValueError(f"{self.name} is conditional (context of size {self.context_dim}) and needs a context.")
-            h = h + self.context_projection.call(context)[:, None, :]
+            h = h + tf.cast(self.context_projection(context), h.dtype)[:, None, :]
         return h
 
     def _attend(self, q, k, v, valid):

@@ -48,7 +48,10 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
 
     `inverse` (data -> latent, `log_prob`) is one parallel transformer call under a causal mask.
     `forward` (sampling) runs the tokens one at a time in a `tf.while_loop` with a fixed-shape
-    key/value cache (`x_t = z_t exp(a) + b`), XLA-compatible, for any batch size.
+    key/value cache (`x_t = z_t exp(a) + b`), XLA-compatible, for any batch size. Under a bf16
+    policy the transformer computes in bf16 and the data path stays in `dtype`; sampling then
+    inverts the density pass only up to bf16 rounding of its inputs (a token rebuilt to 1e-7
+    can round to another bf16 value), which later tokens amplify: sample in float32.
 
     Args:
       event_shape: `[H, W, C]` (Python ints); `p` must divide `H` and `W`.
