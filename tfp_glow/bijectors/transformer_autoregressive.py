@@ -53,6 +53,11 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
     inverts the density pass only up to bf16 rounding of its inputs (a token rebuilt to 1e-7
     can round to another bf16 value), which later tokens amplify: sample in float32.
 
+    With `scale_bound=None` and the same weights this is the reference's `MetaBlock` (nvp mode;
+    `tests/test_transformer_autoregressive.py` checks it against a fixture), except that the
+    reference returns the log-det as a mean over tokens and values (ours is the sum) and does
+    not zero its output bias (ours starts as the identity).
+
     Args:
       event_shape: `[H, W, C]` (Python ints); `p` must divide `H` and `W`.
       patch_size: p.
