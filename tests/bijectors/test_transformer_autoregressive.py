@@ -5,10 +5,12 @@ numbers, the token layout, causality, conditioning, bounded scales and bad argum
 random weights (`tfp_glow/bench/tarflow_reference.py`, PyTorch, float32); CI needs no PyTorch.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfp_glow import bijectors as tg_bijectors
 from tfp_glow.bijectors import TransformerAutoregressive
 from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT
 import support
@@ -167,6 +169,13 @@ def test_conditional_log_det_is_the_autodiff_jacobian_and_the_context_matters():
     # a context for a batch of shape [2, 3] broadcast over the sample axis
     x5 = bij.forward(tf.stack([z, z]), conditional_input=c)
     np.testing.assert_allclose(x5[1], x, atol=1e-10)
+    # the context layer's weights are in both views, and the density pass trains them
+    from_keras = {id(w.value) for layer in tg_bijectors.keras_layers(bij) for w in layer.trainable_weights}
+    assert from_keras == {id(v) for v in bij.trainable_variables}
+    context_kernel = bij.network.context_projection.kernel.value
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(bij.inverse(x, conditional_input=c) ** 2)
+    assert np.abs(tape.gradient(loss, context_kernel)).max() > 0
     with pytest.raises(ValueError, match="needs `conditional_input`"):
         bij.forward(z)
     with pytest.raises(ValueError, match="not conditional"):
@@ -190,3 +199,21 @@ def test_bad_arguments_are_clear_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         TransformerAutoregressive(**args)
+
+
+def test_mixed_bfloat16_network_keeps_the_data_path_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bij = TransformerAutoregressive((4, 4, 2), patch_size=2, width=8, layers=1, heads=2, context_dim=3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert bij.network.compute_dtype == "bfloat16" and bij.network.variable_dtype == "float32"
+    x, c = tf.random.stateless_normal([3, 4, 4, 2], seed=[1, 2]), tf.one_hot([0, 1, 2], 3)
+    z = bij.inverse(x, conditional_input=c)
+    ildj = bij.inverse_log_det_jacobian(x, 3, conditional_input=c)
+    # (a plain graph: XLA is covered in float32; under bf16 its compile once took ~1 min in a loaded full run)
+    back = tf.function(lambda z, c: bij.forward(z, conditional_input=c))(z, c)
+    assert z.dtype == ildj.dtype == back.dtype == tf.float32
+    # zero-initialised output: the identity, exactly, whatever the precision
+    np.testing.assert_array_equal(back, x)
+    np.testing.assert_array_equal(z, x)

@@ -33,9 +33,9 @@ def _layer_norm(h, gamma, beta):
 
 
 class CausalTransformer(keras.layers.Layer):
-    """TarFlow's conditioner: `[N, T, D]` tokens (in flow order) -> `[N, T, 2D]` raw outputs.
+    """`out = h_L W_out + b_out`, `h_0 = x W_in + b_in + P[order] + E c`: `[N, T, D] -> [N, T, 2D]`, causal.
 
-    `h_0 = x W_in + b_in + P[order] + E c`; for each layer
+    TarFlow's conditioner on tokens in flow order. For each layer
     `h += W_o softmax(q k^T / sqrt(d_head) + causal) v` with `q, k, v = LN(h) W_qkv + b_qkv`,
     then `h += W_2 gelu(W_1 LN(h) + b_1) + b_2`; `out = h W_out + b_out` with `W_out`, `b_out`
     zero at initialisation (so a new flow step starts as the identity). Output `t` depends on
@@ -103,7 +103,7 @@ class CausalTransformer(keras.layers.Layer):
         if self.context_projection is not None:
             if context is None:
                 raise ValueError(f"{self.name} is conditional (context of size {self.context_dim}) and needs a context.")
-            h = h + self.context_projection.call(context)[:, None, :]
+            h = h + tf.cast(self.context_projection(context), h.dtype)[:, None, :]
         return h
 
     def _attend(self, q, k, v, valid):

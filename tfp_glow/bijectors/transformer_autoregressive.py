@@ -48,7 +48,15 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
 
     `inverse` (data -> latent, `log_prob`) is one parallel transformer call under a causal mask.
     `forward` (sampling) runs the tokens one at a time in a `tf.while_loop` with a fixed-shape
-    key/value cache (`x_t = z_t exp(a) + b`), XLA-compatible, for any batch size.
+    key/value cache (`x_t = z_t exp(a) + b`), XLA-compatible, for any batch size. Under a bf16
+    policy the transformer computes in bf16 and the data path stays in `dtype`; sampling then
+    inverts the density pass only up to bf16 rounding of its inputs (a token rebuilt to 1e-7
+    can round to another bf16 value), which later tokens amplify: sample in float32.
+
+    With `scale_bound=None` and the same weights this is the reference's `MetaBlock` (nvp mode;
+    `tests/test_transformer_autoregressive.py` checks it against a fixture), except that the
+    reference returns the log-det as a mean over tokens and values (ours is the sum) and does
+    not zero its output bias (ours starts as the identity).
 
     Args:
       event_shape: `[H, W, C]` (Python ints); `p` must divide `H` and `W`.
