@@ -82,3 +82,17 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
 def test_a_vector_event_is_refused():
     with pytest.raises(ValueError, match=r"event shape \[H, W, C\]"):
         tg.models.tarflow((8,), patch_size=2)
+
+
+def test_guidance_reaches_every_block_through_the_chain():
+    dist = tg.models.tarflow((4, 4, 1), patch_size=2, width=16, blocks=2, layers_per_block=1, heads=2, num_classes=3)
+    randomize(dist, seed=2)
+    z = tf.random.stateless_normal((2, 4, 4, 1), [1, 1])
+    c = tf.one_hot([0, 1], 3)
+    x = z
+    for block in reversed(_blocks(dist)):  # latent -> data, block by block
+        x = block.forward(x, conditional_input=c, guidance=1.0)
+    np.testing.assert_allclose(dist.bijector.forward(z, conditional_input=c, guidance=1.0).numpy(), x.numpy(),
+                               atol=1e-5)
+    unguided = dist.bijector.forward(z, conditional_input=c)
+    assert tf.reduce_max(tf.abs(unguided - x)).numpy() > 1e-3

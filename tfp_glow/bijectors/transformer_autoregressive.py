@@ -58,6 +58,13 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
     reference returns the log-det as a mean over tokens and values (ours is the sum) and does
     not zero its output bias (ours starts as the identity).
 
+    Classifier-free guidance (sampling only): `forward(z, conditional_input=c, guidance=g)`
+    runs the network on the context `c` and on the uniform context (the mean class embedding,
+    the reference's `y=None`) and uses `a = bound(a_c + g (a_c - a_u))`, `b = b_c + g (b_c -
+    b_u)` (the reference's `guide_what="ab"`, on the raw outputs, bounded once): `g = 0` is the
+    conditional sample, larger `g` a sample more typical of its class. The guided map is not
+    the inverse of the density pass, so its log-det describes the guided sample only.
+
     Args:
       event_shape: `[H, W, C]` (Python ints); `p` must divide `H` and `W`.
       patch_size: p.
@@ -109,6 +116,7 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
                 raise ValueError(f"context_dim must be an int >= 0; received {context_dim!r}.")
             self._context_dim = int(context_dim)
             self._is_conditional = self._context_dim > 0
+            self._takes_guidance = self._is_conditional
             if scale_bound is not None and not (isinstance(scale_bound, (int, float)) and scale_bound > 0):
                 raise ValueError(f"scale_bound must be a positive float or None; received {scale_bound!r}.")
             self._scale_bound = None if scale_bound is None else float(scale_bound)
@@ -181,22 +189,35 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
         z, ildj = self._finish(z, -tf.reduce_sum(log_s, axis=[1, 2]), x)
         return z, {"ildj": ildj, "fldj": -ildj}
 
-    def _augmented_forward(self, z, conditional_input=None):
+    def _augmented_forward(self, z, conditional_input=None, guidance=None):
         check_event_shape(z, self._event_shape_in, self.name)
         context = self._context(conditional_input, z)
         latent = self._to_tokens(z)
         n, num = tf.shape(latent)[0], self._num_tokens
         positions = tf.range(num)
+        guided = guidance is not None
+        if guided and not self._is_conditional:
+            raise ValueError(f"{self.name}: guidance needs a class-conditional block (context_dim > 0); this one "
+                             f"is unconditional.")
+        if guided:  # one network call on [conditional; unconditional] rows, one cache of 2N rows
+            g = tf.cast(guidance, self.dtype)
+            uniform = tf.fill(tf.shape(context), tf.constant(1.0 / self._context_dim, self.dtype))
+            context = tf.concat([context, uniform], axis=0)
 
         def body(i, x, ldj, cache):
             # x holds the data tokens 0 .. i; token i's output gives a, b of token i + 1
-            raw, cache = self._network.step(tf.gather(x, i, axis=1), i, cache, context)
+            token = tf.gather(x, i, axis=1)
+            raw, cache = self._network.step(tf.concat([token, token], 0) if guided else token, i, cache, context)
+            if guided:  # the reference's guide_what="ab", on the raw outputs, bounded once after
+                cond, uncond = tf.split(tf.cast(raw, self.dtype), 2, axis=0)
+                raw = cond + g * (cond - uncond)
             log_s, shift = self._log_scale_and_shift(raw)
             new = tf.gather(latent, i + 1, axis=1) * tf.exp(log_s) + shift
             x = tf.where(tf.equal(positions, i + 1)[None, :, None], new[:, None, :], x)
             return i + 1, x, ldj + tf.reduce_sum(log_s, axis=-1), cache
 
-        start = (tf.constant(0), latent, tf.zeros([n], self.dtype), self._network.empty_cache(n))
+        cache = self._network.empty_cache(2 * n if guided else n)
+        start = (tf.constant(0), latent, tf.zeros([n], self.dtype), cache)
         _, x, fldj, _ = tf.while_loop(lambda i, *_: i < num - 1, body, start, maximum_iterations=num - 1)
         x, fldj = self._finish(x, fldj, z)
         return x, {"fldj": fldj, "ildj": -fldj}
