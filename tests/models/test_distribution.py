@@ -72,8 +72,10 @@ def test_flow_model_with_validate_args_evaluates_and_refuses_nan():
     assert np.isfinite(model.evaluate(x, batch_size=32, return_dict=True, verbose=0)["bits_per_dim"])
     bad = x.copy()
     bad[3, 0] = np.inf
-    with pytest.raises(tf.errors.InvalidArgumentError, match="the data holds NaN or Inf"):
+    with pytest.raises(ValueError, match="must be finite"):  # FlowModel's own input check, first
         model(bad)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the data holds NaN or Inf"):
+        model.log_prob_and_bpd(tf.constant(bad))  # the flow's validate_args check behind it
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def test_a_skipped_non_finite_step_leaves_the_averages_as_they_were(jit_compile)
     w1 = [v.numpy().copy() for v in model.trainable_variables]
     before = [a.numpy().copy() for a in model.weight_average.weights]
     bad = good.copy()
-    bad[3, 0] = np.inf
+    bad[3, 0] = 3e38  # finite data whose loss overflows: a non-finite step
     logs = model.train_on_batch(bad, return_dict=True)
     assert logs["nonfinite_steps"] == 1.0 and int(model.optimizer.iterations.numpy()) == 1
     for b, a in zip(before, model.weight_average.weights):
@@ -410,7 +410,7 @@ def _child(out_path):
     keras.utils.set_random_seed(0)
     decay = 0.5
     good = tg.data.toy_2d("moons", 64 * 10).astype(np.float32)
-    bad = np.full((64, 2), np.inf, np.float32)
+    bad = np.full((64, 2), 3e38, np.float32)  # finite data whose loss overflows
     x = np.concatenate([good[:64 * 5], bad, good[64 * 5:]])  # 11 batches, the 6th non-finite
     with strategy.scope():
         model = tg.FlowModel(TOY, n_bits=None)

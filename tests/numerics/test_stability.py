@@ -61,7 +61,7 @@ def test_a_non_finite_step_never_reaches_the_weights(jit):
     before = [w.numpy().copy() for w in model.weights]
     iterations = int(model.optimizer.iterations.numpy())
     bad = good.copy()
-    bad[3, 0] = np.inf  # a non-finite loss and gradient
+    bad[3, 0] = 3e38  # finite data (the input check passes it) whose loss overflows: a non-finite step
     logs = model.train_on_batch(bad, return_dict=True)
     assert logs["nonfinite_steps"] == 1.0
     for b, w in zip(before, model.weights):
@@ -76,7 +76,7 @@ def test_without_skipping_a_non_finite_step_does_reach_the_weights():
     """The switch works, and the check above is not vacuous."""
     model = _toy_model(skip_nonfinite=False, clip_norm=None)
     bad = tg.data.toy_2d("moons", 32).astype(np.float32)
-    bad[3, 0] = np.inf
+    bad[3, 0] = 3e38  # its loss overflows float32
     model.train_on_batch(bad)
     assert not all(np.all(np.isfinite(w.numpy())) for w in model.trainable_weights)
 
@@ -84,7 +84,7 @@ def test_without_skipping_a_non_finite_step_does_reach_the_weights():
 def test_fit_stops_with_a_clear_error_after_n_non_finite_steps_in_a_row():
     model = _toy_model(max_nonfinite_steps=3)
     good = tg.data.toy_2d("moons", 64).astype(np.float32)
-    bad = np.full((64 * 6, 2), np.inf, np.float32)
+    bad = np.full((64 * 6, 2), 3e38, np.float32)  # finite data whose loss overflows
     # the first batch (checked by fit) is good; the next six are not
     ds = tf.data.Dataset.from_tensor_slices(np.concatenate([good, bad])).batch(64)
     with pytest.raises(cb.NonFiniteLossError, match=r"3 steps in a row.*non-finite.*skipped"):
@@ -95,7 +95,7 @@ def test_fit_stops_with_a_clear_error_after_n_non_finite_steps_in_a_row():
 def test_isolated_non_finite_steps_do_not_stop_fit():
     model = _toy_model(max_nonfinite_steps=2)
     good = tg.data.toy_2d("moons", 64).astype(np.float32)
-    bad = np.full((64, 2), np.inf, np.float32)
+    bad = np.full((64, 2), 3e38, np.float32)  # finite data whose loss overflows
     ds = tf.data.Dataset.from_tensor_slices(np.concatenate([good, bad, good, bad, good])).batch(64)
     history = model.fit(ds, epochs=1, verbose=0)
     assert history.history["nonfinite_steps"][-1] == 2.0

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import zipfile
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -48,14 +49,45 @@ def load_npz(path: Union[str, os.PathLike], key: str = "x") -> np.ndarray:
         rank other than 3 or 4, or ``N == 0``.
     """
     path = os.fspath(path)
+    keys, x = _read_npz(path, key)
+    if key not in keys:
+        raise ValueError(f"key {key!r} not found in {path!r}; keys present: {keys}")
+    return _npz_array_to_images(x, f"array {key!r} in {path!r}")
+
+
+def npz_keys(path: Union[str, os.PathLike]) -> list:
+    """The array names in a ``.npz`` file, which is checked as :func:`load_npz` does (no pickle)."""
+    return _read_npz(os.fspath(path))[0]
+
+
+def _read_npz(path: str, key: Optional[str] = None):
+    """``(keys, array under key or None)`` of a ``.npz`` file, never unpickling anything.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: one line, for a file that is not an ``.npz`` archive, cannot be read, or
+        whose array needs unpickling (numpy's own message would advise ``allow_pickle=``).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"npz file not found: {path!r}")
-    with np.load(path, allow_pickle=False) as npz:
-        keys = list(npz.keys())
-        if key not in keys:
-            raise ValueError(f"key {key!r} not found in {path!r}; keys present: {keys}")
-        x = npz[key]
-    return _npz_array_to_images(x, f"array {key!r} in {path!r}")
+    if not zipfile.is_zipfile(path):  # else np.load would try (and advise) unpickling it
+        raise ValueError(f"{path!r} is not an .npz file (a zip archive of arrays, as np.savez writes); "
+                         f"save the images with np.savez(path, x=images)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            x = npz[key] if key in keys else None
+        if x is not None and not isinstance(x, np.ndarray):  # numpy hands back a member's raw bytes
+            raise ValueError(f"{key!r} in {path!r} is not a numpy array (.npy member)")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"could not read the .npz file {path!r}: {e}") from None
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise
+        # object arrays need unpickling, which can run code: never done, never advised
+        raise ValueError(f"array {key!r} in {path!r} is an object array, which is not read; store the "
+                         f"images as a numeric (uint8) array") from None
+    return keys, x
 
 
 def _npz_array_to_images(x: np.ndarray, what: str) -> np.ndarray:
@@ -186,7 +218,12 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
         internet); the original error is chained and quoted.
     """
     tfds = require("tensorflow_datasets", "tfds", f"the TensorFlow Datasets source {name!r}")
+    return _tfds_images(_tfds_dataset(tfds, name, split, data_dir), name)
 
+
+def _tfds_dataset(tfds, name, split, data_dir):
+    """``tfds.load(...)``: prepared data without the network, else a download after a brief
+    probe of the server; errors as :func:`load_tfds` documents them."""
     try:
         try:  # data already prepared (or mocked): no download, no network
             ds = _quietly(lambda: tfds.load(name, split=split, data_dir=data_dir, download=False))
@@ -222,7 +259,11 @@ def load_tfds(name: str, split: str = "train", data_dir: Optional[str] = None) -
             "access, use the offline 'digits' data or pass your own images with "
             "--data path.npz (or an image folder)."
         ) from e
+    return ds
 
+
+def _tfds_images(ds, name):
+    """The ``image`` feature of a TFDS dataset as single uint8 images ``[H, W, C]``, checked."""
     spec = ds.element_spec
     if not isinstance(spec, dict) or "image" not in spec:
         keys = list(spec.keys()) if isinstance(spec, dict) else type(spec).__name__

@@ -19,6 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfp_glow.data.external import npz_keys
 from tfp_glow.data.splits import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, HOLDOUT_SEED, _is_tfds, load_split
 
 __all__ = ["LABELED_OFFLINE", "digit_labels", "load_labeled_split", "to_dataset"]
@@ -41,6 +42,7 @@ def digit_labels(split):
 
 
 def _npz_labels(name, split, val_fraction, test_fraction):
+    npz_keys(name)  # a file that is not an .npz: one clear line, never numpy's advice to unpickle it
     with np.load(name, allow_pickle=False) as npz:
         keys = set(npz.keys())
         k_given = int(npz["num_classes"]) if "num_classes" in keys else None

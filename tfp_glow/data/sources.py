@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.data.external import load_image_folder, load_npz, load_tfds
+from tfp_glow.data.external import load_image_folder, load_npz, load_tfds, npz_keys
 from tfp_glow.data.toys import TOY_NAMES, toy_2d
 from tfp_glow.data.validation import _is_int
 from tfp_glow.extras import require
@@ -264,60 +264,74 @@ def get_source(name: str, split: str = "train", data_dir: Optional[str] = None,
     name = os.fspath(name)
     if (image_size is not None or grayscale) and not os.path.isdir(name):
         raise ValueError(f"image_size and grayscale apply to image folders only; {name!r} is not a directory")
-
     if name in OFFLINE_IMAGE_NAMES:
-        loader = {"digits": load_digits, "digits28": load_digits28, "photos32": load_photos32}[name]
-        x = loader(split)
-        return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
-
+        return _image_info(_OFFLINE_LOADERS[name](split))
     if name in TOY_NAMES:
-        if split == "train+validation":
-            x = np.concatenate([toy_2d(name, seed=0), toy_2d(name, seed=1)], axis=0)
-        elif split in _TOY_SPLIT_SEEDS:
-            x = toy_2d(name, seed=_TOY_SPLIT_SEEDS[split])
-        else:
-            _check_split(split, DIGITS_SPLITS)
-        return x, DataInfo("vector", tuple(x.shape[1:]), None, int(x.shape[0]))
-
-    tfds_name = None
-    if name.startswith("tfds:"):
-        tfds_name = name[len("tfds:"):]
-        if not tfds_name:
-            raise ValueError("expected 'tfds:NAME' with a dataset name; got 'tfds:'")
-    elif name in _TFDS_SHORTCUTS:
-        tfds_name = name
+        return _toy_source(name, split)
+    tfds_name = _tfds_name(name)
     if tfds_name is not None:
-        ds = load_tfds(tfds_name, split=split, data_dir=data_dir)
-        card = int(ds.cardinality())
-        num = card if card >= 0 else None
-        shape = tuple(ds.element_spec.shape.as_list())
-        return ds, DataInfo("image", shape, 8, num)
-
+        return _tfds_source(tfds_name, split, data_dir)
     if name.lower().endswith(".npz"):
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"npz file not found: {name!r}")
-        with np.load(name, allow_pickle=False) as npz:
-            keys = list(npz.keys())
-        parts = []
-        for key in _resolve_split_key(split, keys, name, "array"):
-            parts.append(load_npz(name, key="x" if key is None else key))
-        x = _concat_images(parts, name)
-        return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
-
+        return _npz_source(name, split)
     if os.path.isdir(name):
-        subdirs = sorted(d for d in os.listdir(name) if os.path.isdir(os.path.join(name, d)))
-        parts = []
-        for sub in _resolve_split_key(split, subdirs, name, "sub-folder"):
-            parts.append(load_image_folder(name if sub is None else os.path.join(name, sub),
-                                           image_size=image_size, grayscale=grayscale))
-        x = _concat_images(parts, name)
-        return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
-
+        return _folder_source(name, split, image_size, grayscale)
     raise ValueError(
         f"unknown data source {name!r}; expected one of {list(OFFLINE_IMAGE_NAMES)}, a toy set {list(TOY_NAMES)}, "
         f"a path to a .npz file, an existing image directory, one of "
         f"{list(_TFDS_SHORTCUTS)}, or 'tfds:NAME' for any TensorFlow Datasets name"
     )
+
+
+_OFFLINE_LOADERS = {"digits": load_digits, "digits28": load_digits28, "photos32": load_photos32}
+
+
+def _image_info(x):
+    """``(x, DataInfo)`` of an image array ``uint8 [N, H, W, C]``."""
+    return x, DataInfo("image", tuple(x.shape[1:]), 8, int(x.shape[0]))
+
+
+def _toy_source(name, split):
+    """A toy set's split: seeds 0 / 1 / 2 for train / validation / test."""
+    if split == "train+validation":
+        x = np.concatenate([toy_2d(name, seed=0), toy_2d(name, seed=1)], axis=0)
+    elif split in _TOY_SPLIT_SEEDS:
+        x = toy_2d(name, seed=_TOY_SPLIT_SEEDS[split])
+    else:
+        _check_split(split, DIGITS_SPLITS)
+    return x, DataInfo("vector", tuple(x.shape[1:]), None, int(x.shape[0]))
+
+
+def _tfds_name(name):
+    """The TFDS name of ``"tfds:NAME"`` or a shortcut, else ``None``."""
+    if name.startswith("tfds:"):
+        if not name[len("tfds:"):]:
+            raise ValueError("expected 'tfds:NAME' with a dataset name; got 'tfds:'")
+        return name[len("tfds:"):]
+    return name if name in _TFDS_SHORTCUTS else None
+
+
+def _tfds_source(tfds_name, split, data_dir):
+    ds = load_tfds(tfds_name, split=split, data_dir=data_dir)
+    card = int(ds.cardinality())
+    shape = tuple(ds.element_spec.shape.as_list())
+    return ds, DataInfo("image", shape, 8, card if card >= 0 else None)
+
+
+def _npz_source(name, split):
+    """Split ``S`` of a ``.npz`` file: its key ``S``, or key ``"x"`` for ``"train"``; ``"a+b"`` concatenates."""
+    keys = npz_keys(name)
+    parts = [load_npz(name, key="x" if key is None else key)
+             for key in _resolve_split_key(split, keys, name, "array")]
+    return _image_info(_concat_images(parts, name))
+
+
+def _folder_source(name, split, image_size, grayscale):
+    """Split ``S`` of an image folder: sub-folder ``S``, or the folder itself for ``"train"``."""
+    subdirs = sorted(d for d in os.listdir(name) if os.path.isdir(os.path.join(name, d)))
+    parts = [load_image_folder(name if sub is None else os.path.join(name, sub), image_size=image_size,
+                               grayscale=grayscale)
+             for sub in _resolve_split_key(split, subdirs, name, "sub-folder")]
+    return _image_info(_concat_images(parts, name))
 
 
 def _concat_images(parts, source):

@@ -65,10 +65,10 @@ def validate_images(x, name: str = "images") -> np.ndarray:
                 f"{name} must be finite; got {n_bad} NaN/inf value(s) out of {x.size}"
             )
         if not (x == np.floor(x)).all():
-            bad = x[x != np.floor(x)].flat[0]
+            bad = _fmt(x[x != np.floor(x)].flat[0])
             raise ValueError(
                 f"{name} must hold whole-number pixel levels in [0, 255]; got "
-                f"non-integer value {bad!r} (dtype {x.dtype}); images scaled to "
+                f"non-integer value {bad} (dtype {x.dtype}); images scaled to "
                 "[0, 1] must be multiplied by 255 and rounded first"
             )
     lo, hi = x.min(), x.max()

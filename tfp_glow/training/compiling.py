@@ -86,10 +86,11 @@ class CompileMixin:
         self.optimizer.learning_rate = self._compiled_learning_rate
 
     def get_compile_config(self):
-        """Keras' compile config, with `ema_decay` (so a `.keras` file reloads with its averages)."""
+        """Keras' compile config, plus the flow's own compile options (`persistence.flow_compile_options`),
+        so a `.keras` file reloads compiled as it was saved."""
         config = super().get_compile_config()
-        if config is not None and self.ema_decay:
-            config["ema_decay"] = self.ema_decay
+        if config:
+            config.update(persistence.flow_compile_options(self))
         return config
 
     def compile_from_config(self, config):

@@ -99,6 +99,9 @@ class ConditionalFlowModel(FlowModel):
         y = as_label_array(labels)  # sampling: an int label is that class for every sample
         return np.full(n, y) if y.ndim == 0 and np.issubdtype(y.dtype, np.integer) else y
 
+    def _class_hint(self):
+        return ""  # this is the class-conditional model
+
     def _what_conditions(self):
         return f"num_classes={self.num_classes}"
 

@@ -52,18 +52,28 @@ class ContextMixin:
         """The bijector kwargs that carry `context` (none for `None`)."""
         return {} if context is None else {CONDITIONAL_INPUT: context}
 
+    def _class_hint(self):
+        """Where a user with class labels should go (a `FlowModel` takes a float context)."""
+        return (f" For class labels 0..{self.context_dim - 1}, use tg.ConditionalFlowModel (this config has "
+                f"num_classes={self.context_dim}); FlowModel takes the conditioning input as a float context "
+                f"[N, {self.context_dim}].")
+
     def _needs_context(self, where="the data"):
         return ValueError(f"this flow is conditional (a context of size {self.context_dim}): {where} must carry "
-                          f"it, as (x, context) pairs or context=[N, {self.context_dim}].")
+                          f"it, as (x, context) pairs or context=[N, {self.context_dim}]." + self._class_hint())
 
     def _refuse_conditioning(self):
         return ValueError("this model is unconditional (num_classes=0): labels and a context apply only to a "
                           "conditional flow (ConditionalFlowModel, `tfp-glow train --conditional`).")
 
     def _checked_context(self, context, n=None):
-        c = tf.convert_to_tensor(context, tf.float32)
+        c = tf.convert_to_tensor(context)
+        rows = "N" if n is None else int(n)
+        if c.dtype.is_integer or c.dtype.is_bool or c.shape.rank == 1:
+            raise ValueError(f"context must be a float tensor [{rows}, {self.context_dim}]; received "
+                             f"{c.dtype.name} {c.shape.as_list()}, which look like class labels." + self._class_hint())
+        c = tf.cast(c, tf.float32)
         if c.shape.rank != 2 or c.shape[-1] != self.context_dim or (n is not None and c.shape[0] != n):
-            rows = "N" if n is None else int(n)
             raise ValueError(f"context must have shape [{rows}, {self.context_dim}]; received {c.shape.as_list()}.")
         return c
 
@@ -127,7 +137,7 @@ class ContextMixin:
             if not carried:
                 raise ValueError(f"this model is conditional ({self._what_conditions()}): the dataset must yield "
                                  f"(image, label) pairs, or dicts with 'image' and 'label'; its elements are "
-                                 f"{spec}.")
+                                 f"{spec}." + self._class_hint())
             for batch in x.take(1):
                 xb, yb, _ = inputs.unpack(batch)
                 self._check_targets(yb, len(xb))
@@ -136,7 +146,7 @@ class ContextMixin:
             y = x.get("label", x.get("y"))
         if y is None:
             raise ValueError(f"this model is conditional ({self._what_conditions()}): labels are needed; call "
-                             f"fit(x, y) with {self._what_targets()}.")
+                             f"fit(x, y) with {self._what_targets()}." + self._class_hint())
         return self._check_targets(y, len(inputs.features(x)))
 
     def _what_conditions(self):

@@ -25,7 +25,7 @@ from tfp_glow.data import labels as labels_lib
 from tfp_glow.training import summary as summary_lib
 from tfp_glow.bijectors import actnorms, initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.models import FlowConfig
-from tfp_glow.training import inputs, weighting
+from tfp_glow.training import input_checks, inputs, weighting
 from tfp_glow.training.compiling import CompileMixin
 from tfp_glow.training.context import ContextMixin
 from tfp_glow.training.preprocessing import PreprocessingMixin
@@ -96,6 +96,8 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
         # skipped non-finite steps (never reset by Keras).
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.nonfinite_tracker = keras.metrics.Sum(name="nonfinite_steps")
+        # the running sum of the steps' input-check codes, read by `input_checks.InputGuard`
+        self.input_error_tracker = keras.metrics.Sum(name="input_errors")
         self.clip_norm = stability.DEFAULT_CLIP_NORM
         self.skip_nonfinite = True
         self.max_nonfinite_steps = stability.DEFAULT_MAX_NONFINITE_STEPS
@@ -122,6 +124,7 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
         A conditional flow scores `log p(x | c)` given `context` `c [N, K]` or `labels [N]`
         (graph-safe: the steps and the SavedModel call it).
         """
+        input_checks.check_static_shape(self, x_pre.shape, "The preprocessed data")
         c = self._graph_context(labels, context)
         # The lean walk: the same number as `distribution.log_prob`, a much smaller graph.
         return self._scores(log_prob(self.distribution, x_pre, **self.bijector_kwargs(c)), log_q)
@@ -182,8 +185,8 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
             y = checked if checked is not None and not isinstance(x, dict) else y
         elif class_weight is None:  # here labels only weight examples
             labels_lib.reject_labels(x, y)
-        keras_inputs.check_batched(x, self.event_shape, "the training dataset")
-        keras_inputs.check_batched(validation_data, self.event_shape, "validation_data")
+        input_checks.check_keras_input(self, x, "The training data")
+        input_checks.check_first_batch(self, validation_data, "validation_data")
         if class_weight is not None and inputs.lacks_labels(x, y):
             raise ValueError("class_weight maps labels to weights, and fit got no labels: pass fit(x, y, "
                              "class_weight=...), or give per-example weights with sample_weight=.")
@@ -195,13 +198,14 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
             if not self.is_initialized:
                 raise
         else:
-            first = self.check_batch(first)
+            first = self.check_batch(first, "The training data (its first batch)")
             if not self.is_initialized:
                 self.initialize((first, targets) if self.is_conditional and targets is not None else first)
         callbacks = list(callbacks or [])
         if self.max_nonfinite_steps is not None and not any(
                 isinstance(c, callbacks_lib.NaNGuard) for c in callbacks):
             callbacks.append(callbacks_lib.NaNGuard(max_nonfinite_steps=self.max_nonfinite_steps))
+        callbacks = input_checks.with_guard(callbacks)
         return super().fit(x, y, callbacks=callbacks, validation_data=validation_data, class_weight=class_weight,
                            **kwargs)
 
@@ -210,16 +214,20 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
         """Keras `evaluate`; an unbatched `tf.data.Dataset` is refused with a hint to batch it.
         With `sample_weight`, the figures are weighted means over the examples. With EMA on,
         the averaged weights are evaluated (in `fit`'s validation too, which calls this)."""
-        keras_inputs.check_batched(x, self.event_shape, "the evaluation dataset")
+        input_checks.check_keras_input(self, x, "The evaluation data")
         if not args and not self.is_conditional:
             kwargs["y"] = inputs.placeholder_targets(x, kwargs.get("y"), kwargs.get("sample_weight"))
+        if len(args) < 6:  # else the callbacks came positionally
+            kwargs["callbacks"] = input_checks.with_guard(kwargs.get("callbacks"))
         return super().evaluate(x, *args, **kwargs)
 
     @averaging.uses_averaged_weights
     def predict(self, x, *args, **kwargs):
         """Keras `predict`: per-example `log_prob`, `nll`, `bits_per_dim`; an unbatched
         `tf.data.Dataset` is refused with a hint to batch it."""
-        keras_inputs.check_batched(x, self.event_shape, "the prediction dataset")
+        input_checks.check_keras_input(self, x, "The prediction data")
+        if len(args) < 4:  # else the callbacks came positionally
+            kwargs["callbacks"] = input_checks.with_guard(kwargs.get("callbacks"))
         return super().predict(x, *args, **kwargs)
 
     # ---------------------------------------------------- summary, files

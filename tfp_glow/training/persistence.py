@@ -18,11 +18,12 @@ import warnings
 import zipfile
 
 import h5py
+import keras
 
 from tfp_glow.numerics import averaging
 from tfp_glow.models import WEIGHTS_FORMAT_VERSION, OldWeightsWarning, old_weights_message
 
-__all__ = ["check_weights_compatible", "compile_from_config", "weights_structure",
+__all__ = ["check_weights_compatible", "compile_from_config", "flow_compile_options", "weights_structure",
            "model_weights_structure", "annotate_weights_file", "CONFIG_ATTR"]
 
 #: Root attribute of a `.weights.h5` file that `annotate_weights_file` writes.
@@ -271,22 +272,33 @@ def annotate_weights_file(model, filepath):
         f.attrs[CONFIG_ATTR] = json.dumps(info, sort_keys=True)
 
 
+def flow_compile_options(model):
+    """The options of `FlowModel.compile` that Keras' compile config does not hold, as its arguments.
+
+    Keras records the optimizer as compiled, its learning rate included (warmup and schedule
+    already inside it), so the reload passes `warmup_steps=0` and `lr_schedule="constant"`: the
+    saved rate is used as it is, never wrapped again, and the optimizer gets back the variables
+    (a float rate's own) its saved state has.
+    """
+    return {"warmup_steps": 0, "lr_schedule": "constant", "clip_norm": model.clip_norm,
+            "skip_nonfinite": model.skip_nonfinite, "max_nonfinite_steps": model.max_nonfinite_steps,
+            "seed": int(getattr(model, "noise_seed", 0)), "ema_decay": model.ema_decay or None}
+
+
 def compile_from_config(model, config):
     """Recompile a model loaded by `keras.models.load_model` and build its optimizer.
 
     Keras' own `Model.compile_from_config` refuses models that override `compile` (as
     `FlowModel` does, for its defaults), so a reloaded model would come back uncompiled and
     without its optimizer state. `FlowModel.compile_from_config` calls this: the saved compile
-    arguments go through `model.compile`, and the optimizer's variables are created so that
-    Keras then restores their saved values (step count, Adam moments), and training continues
-    exactly where it stopped.
+    arguments (Keras' and `flow_compile_options`) go through `model.compile`, and the
+    optimizer's variables are created so that Keras then restores their saved values (step
+    count, moments), and training continues exactly where it stopped.
 
     Args:
       model: the model being loaded (built).
       config: the saved compile config (`model.get_compile_config()`).
     """
-    import keras
-
     if not config:
         return
     config = keras.saving.deserialize_keras_object(config)

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
+from tfp_glow.training import input_checks
 
 __all__ = ["PreprocessingMixin"]
 
@@ -20,22 +21,10 @@ class PreprocessingMixin:
     def is_image(self):
         return self.n_bits is not None
 
-    def check_batch(self, x):
-        """Raise a clear `ValueError` if a batch does not fit the model; returns it as a tensor."""
-        x = tf.convert_to_tensor(x)
-        got = tuple(x.shape[1:])
-        if got != self.event_shape:
-            raise ValueError(
-                f"Data of shape {[None, *got]} does not fit this model, which expects "
-                f"{[None, *self.event_shape]} ({self.config_.flow} on event shape {list(self.event_shape)}).")
-        # the data module's checks (numeric, finite, whole 8-bit levels), on a flat view so any
-        # event rank fits them
-        flat = x.numpy().reshape(len(x), -1)
-        if self.is_image:
-            data_lib.validate_images(flat[:, :, None, None])
-        else:
-            data_lib.validate_vectors(flat)
-        return x
+    def check_batch(self, x, what="Data", allow_empty=False):
+        """Raise a clear `ValueError` if a batch does not fit the model; returns it as a tensor
+        (`input_checks.check_events`, the one input check)."""
+        return input_checks.check_events(self, x, what, allow_empty=allow_empty)
 
     def eval_noise(self):
         """The fixed dequantization noise `u` of evaluation, one `[*event_shape]` pattern.

@@ -10,6 +10,7 @@ from tfp_glow.numerics import averaging
 from tfp_glow import data as data_lib
 from tfp_glow.models import sampling
 from tfp_glow.models import levels
+from tfp_glow.training import input_checks
 
 __all__ = ["SamplingMixin"]
 
@@ -72,7 +73,7 @@ class SamplingMixin:
         """Latent `[N, *latent_shape]` -> data (`bijector.forward`), given a conditional flow's
         `labels [N]` or `context [N, K]` (e.g. a blend of two one-hot labels); `N = 0` gives an
         empty batch."""
-        z = tf.convert_to_tensor(z, tf.float32)
+        z = input_checks.check_latents(self, z)
         c = self.conditional_input(z.shape[0], labels, context)
         return self._decode(z, c)
 
@@ -90,7 +91,8 @@ class SamplingMixin:
     def encode(self, x, labels=None, context=None):
         """Raw data `[N, *event_shape]` -> latent (`bijector.inverse`), with the fixed noise and a
         conditional flow's `labels [N]` or `context [N, K]`."""
-        n = x.shape[0] if getattr(x, "shape", None) is not None and len(x.shape) else None
+        x = self.check_batch(x, allow_empty=True)
+        n = x.shape[0]
         c = self.conditional_input(n, labels, context)
         if n == 0:
             return tf.zeros((0, *self.latent_shape), tf.float32)

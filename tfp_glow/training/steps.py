@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfp_glow.numerics import averaging
 from tfp_glow.numerics import stability
 from tfp_glow.training.distribute import multi_worker_safe_logs
-from tfp_glow.training import inputs, weighting
+from tfp_glow.training import input_checks, inputs, weighting
 
 __all__ = ["StepsMixin"]
 
@@ -39,10 +39,18 @@ class StepsMixin:
         return {}
 
     # ------------------------------------------------------------------ steps
+    def __call__(self, inputs, *args, **kwargs):
+        """Keras' `__call__`, after the input check (here, so its error is not wrapped by Keras')."""
+        x = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+        input_checks.check_events(self, x)
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, training=False):
         """Per-example `log p(x)` of raw `x` (or `log p(x | y)` of `(x, y)`), dequantized with the
         fixed noise unless `training`."""
-        x, y = (inputs[0], inputs[1]) if isinstance(inputs, (tuple, list)) else (inputs, None)
+        pair = isinstance(inputs, (tuple, list))
+        x, y = (inputs[0], inputs[1] if len(inputs) > 1 else None) if pair else (inputs, None)
+        input_checks.check_static_shape(self, x.shape)  # `__call__` checked the values
         x_pre, _ = self.dequantize(x, fixed_noise=not training)
         return self._evaluation_log_prob(x_pre, y)[0]
 
@@ -55,6 +63,7 @@ class StepsMixin:
         inside the compiled step.
         """
         x, y, sample_weight = inputs.unpack(data)
+        code = input_checks.batch_code(self, x)  # None: nothing to check (uint8 images)
         context = self._step_context(y)
         with tf.GradientTape() as tape:
             x_pre, log_q = self.dequantize(x, seed=self.train_noise_seed())
@@ -70,19 +79,33 @@ class StepsMixin:
             grads = [None if g is None else g / tf.cast(scale, g.dtype) for g in grads]
         grads, grad_norm, finite = stability.clip_and_check(grads, loss, self.clip_norm)
         finite = stability.agree_across_replicas(finite)
+        # a batch that failed the input check is never applied (InputGuard then stops fit)
+        applied = finite if code is None else tf.logical_and(finite, tf.equal(code, 0))
         if lso:
             # the LossScaleOptimizer skips non-finite updates itself and must see them to
             # lower its scale
             self.optimizer.apply([None if g is None else g * tf.cast(scale, g.dtype) for g in grads], variables)
             averaging.update(self, applied=finite)
-        elif self.skip_nonfinite:
-            stability.apply_if_finite(self.optimizer, grads, variables, finite, on_apply=lambda: averaging.update(self))
+        elif self.skip_nonfinite or code is not None:
+            stability.apply_if_finite(self.optimizer, grads, variables, applied if self.skip_nonfinite else
+                                      tf.equal(code, 0), on_apply=lambda: averaging.update(self))
         else:
             self.optimizer.apply(grads, variables)
             averaging.update(self)
-        return self._update_train_metrics(loss, nll, bpd, grad_norm, finite, replicas, sample_weight)
+        self._record_input_code(code)
+        return self._update_train_metrics(loss, nll, bpd, grad_norm, applied, replicas, sample_weight,
+                                          counted=None if code is None else tf.equal(code, 0))
 
-    def _update_train_metrics(self, loss, nll, bpd, grad_norm, finite, replicas, sample_weight=None):
+    def _record_input_code(self, code):
+        """Add a batch's input-check code to `input_error_tracker` (summed over replicas on read)."""
+        if code is None:
+            return
+        ctx = tf.distribute.get_replica_context()
+        replicas = 1 if ctx is None else ctx.num_replicas_in_sync
+        self.input_error_tracker.update_state(tf.cast(code, tf.float32) / float(replicas))
+
+    def _update_train_metrics(self, loss, nll, bpd, grad_norm, finite, replicas, sample_weight=None, counted=None):
+        """`counted`: False for a batch that failed the input check, not counted as non-finite."""
         w = tf.cast(finite, tf.float32)
         safe = lambda v: tf.where(finite, v, tf.zeros_like(v))  # NaN * 0 would still be NaN
         per_example = tf.ones_like(bpd) if sample_weight is None else sample_weight
@@ -98,7 +121,8 @@ class StepsMixin:
             self.bpd_tracker.update_state(safe(bpd), sample_weight=w * per_example)
         self.grad_norm_tracker.update_state(safe(grad_norm), sample_weight=w)
         # summed over replicas on read: each replica counts its share of the (agreed) skip
-        self.nonfinite_tracker.update_state((1.0 - w) / replicas)
+        skipped = (1.0 - w) if counted is None else (1.0 - w) * tf.cast(counted, tf.float32)
+        self.nonfinite_tracker.update_state(skipped / replicas)
         # classification and other evaluation figures are measured at evaluation only
         logs = {m.name: m.result() for m in (self.loss_tracker, self.nll_tracker, self.bpd_tracker)}
         logs["grad_norm"] = self.grad_norm_tracker.result()
@@ -123,6 +147,7 @@ class StepsMixin:
 
     def test_step(self, data):
         x, y, sample_weight = inputs.unpack(data)
+        self._record_input_code(input_checks.batch_code(self, x))
         x_pre, log_q = self.dequantize(x, fixed_noise=True)
         log_p, extras = self._evaluation_log_prob(x_pre, y)
         _, nll, bpd = self._scores(log_p, log_q)
@@ -132,6 +157,7 @@ class StepsMixin:
 
     def predict_step(self, data):
         x, y, _ = inputs.unpack(data)
+        self._record_input_code(input_checks.batch_code(self, x))
         x_pre, log_q = self.dequantize(x, fixed_noise=True)
         log_p, extras = self._evaluation_log_prob(x_pre, y)
         log_p, nll, bpd = self._scores(log_p, log_q)
