@@ -2,7 +2,8 @@
 
 TarFlow's recipe for samples (Zhai et al. 2024): train on `x~ = x + sigma * eps`
 (`FlowModel(noise_sigma=sigma)`, on top of the uniform dequantization), so the flow learns the
-smoothed density `p_sigma`; sample `x~` from it, then take one step of Tweedie's formula,
+smoothed density `p_sigma`; sample `x~` from it, then take one step of Tweedie's formula
+(`models.denoising`),
 `x = x~ + sigma^2 grad_x log p_sigma(x~)`, the posterior mean `E[x | x~]`. Guided samples of a
 class-conditional model extrapolate from the mean class (`guidance`, taken by the blocks that
 support it, `TransformerAutoregressive`).
@@ -20,10 +21,10 @@ References:
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors import log_prob
 from tfp_glow.bijectors.conditioning import GUIDANCE, takes_guidance
+from tfp_glow.models.denoising import denoise  # noqa: F401  (the model's, re-exported)
 
-__all__ = ["add_training_noise", "check_guidance", "check_noise_sigma", "denoise"]
+__all__ = ["add_training_noise", "check_guidance", "check_noise_sigma", "denoise", "guidance_kwargs"]
 
 _NOISE_STREAM = 0x6e6f  # folded into the dequantization seed: an independent stream
 
@@ -67,12 +68,3 @@ def check_guidance(model, guidance):
 def guidance_kwargs(guidance):
     """The bijector kwargs that carry `guidance` (none for `None`)."""
     return {} if guidance is None else {GUIDANCE: guidance}
-
-
-def denoise(distribution, x, sigma, bijector_kwargs):
-    """One score step, `x + sigma^2 grad_x log p(x)` (Tweedie's posterior mean), per example."""
-    x = tf.convert_to_tensor(x, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        lp = tf.reduce_sum(log_prob(distribution, x, **bijector_kwargs))
-    return x + tf.cast(sigma, x.dtype) ** 2 * tape.gradient(lp, x)
