@@ -57,6 +57,10 @@ REGISTRY = {
     # (sequential passes cost one network call per dimension: small events keep the suite fast)
     "maf_spline_image": lambda dt: (tg.MaskedAutoregressive((1, 2, 2), "spline", order=(3, 0, 2, 1), bins=4, bound=1.5, hidden=(16,), dtype=dt), (1, 2, 2)),
     "iaf_spline": lambda dt: (tg.MaskedAutoregressive((3,), "spline", bins=3, bound=2.0, hidden=(16,), inverse_autoregressive=True, dtype=dt), (3,)),
+    # TarFlow: T = 4 tokens in each (the sampling pass is one transformer step per token)
+    "tarflow_identity": lambda dt: (tg.bijectors.TransformerAutoregressive((4, 4, 1), patch_size=2, width=8, layers=2, heads=2, dtype=dt), (4, 4, 1)),
+    "tarflow_flip": lambda dt: (tg.bijectors.TransformerAutoregressive((2, 2, 2), patch_size=1, width=8, layers=1, heads=2, order="flip", expansion=2, dtype=dt), (2, 2, 2)),
+    "tarflow_permutation_unbounded": lambda dt: (tg.bijectors.TransformerAutoregressive((1, 4, 1), patch_size=1, width=4, layers=1, heads=1, order=(2, 0, 3, 1), scale_bound=None, dtype=dt), (1, 4, 1)),
     "check_input_data": lambda dt: (tg.bijectors.validation.CheckInput((3, 2), "inverse", dtype=dt), (3, 2)),
     "check_input_latent": lambda dt: (tg.bijectors.validation.CheckInput((2, 2, 3), "forward", dtype=dt), (2, 2, 3)),
 }

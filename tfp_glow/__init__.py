@@ -41,8 +41,8 @@ MOVED_MODULES = {
 _REEXPORTS = {  # name -> the submodule it comes from
     **dict.fromkeys(("ActNorm", "AdditiveCoupling", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
                      "LearnedPrior", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
-                     "initialize_actnorm"), "bijectors"),
-    **dict.fromkeys(("FlowConfig", "glow", "maf", "nice", "nsf", "realnvp"), "models"),
+                     "TransformerAutoregressive", "initialize_actnorm"), "bijectors"),
+    **dict.fromkeys(("FlowConfig", "glow", "maf", "nice", "nsf", "realnvp", "tarflow"), "models"),
     "FlowModel": "training",
     "ConditionalFlowModel": "training.conditional",
 }
@@ -50,8 +50,8 @@ _REEXPORTS = {  # name -> the submodule it comes from
 __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "ConditionalFlowModel", "DiagonalScale", "FlowConfig", "FlowModel",
     "InvertibleConv1x1", "LearnedPrior", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
-    "analysis", "bijectors", "data", "glow", "initialize_actnorm", "maf", "models", "nice", "nsf", "numerics",
-    "extras", "plots", "realnvp", "recipes", "runs", "serving", "training",
+    "TransformerAutoregressive", "analysis", "bijectors", "data", "extras", "glow", "initialize_actnorm", "maf",
+    "models", "nice", "nsf", "numerics", "plots", "realnvp", "recipes", "runs", "serving", "tarflow", "training",
 ]
 
 

@@ -143,3 +143,15 @@ def test_tiny_bench_prints_the_side_by_side_table(capsys):
     for text in ("parameters: ours", "tfb.Glow", "train step img/s", "log_prob img/s", "sampling img/s",
                  "first train step, s", "train step peak", "ours/TFP", "achieved GFLOP/s"):
         assert text in out, text
+
+
+def test_the_tarflow_reference_bench_says_what_it_needs(capsys):
+    """Without PyTorch (the CI) it names the extra; with it, a missing reference file is named."""
+    from tfp_glow import bench
+    try:
+        rc = bench.main(["--tarflow-reference", "/nonexistent/transformer_flow.py"])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err if not isinstance(rc, str) else rc
+    assert rc not in (0, None)
+    assert ("tfp_glow[bench]" in err) or ("/nonexistent/transformer_flow.py" in err), err

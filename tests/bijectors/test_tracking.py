@@ -5,7 +5,8 @@ One small flow holds every bijector type of the package:
 
     data [4, 4, 2] --DiagonalScale^-1--> --AffineCoupling(checkerboard)^-1-->
     --SplineCoupling(checkerboard)^-1--> --squeeze--> [2, 2, 8] --ActNorm^-1--> --1x1 conv (LU)^-1-->
-    --AdditiveCoupling(channel)^-1--> --MaskedAutoregressive(spline, MAF)^-1--> --1x1 conv (plain)^-1-->
+    --AdditiveCoupling(channel)^-1--> --MaskedAutoregressive(spline, MAF)^-1--> --TransformerAutoregressive^-1-->
+    --1x1 conv (plain)^-1-->
     --Split(inner=LearnedPrior)^-1--> --unsqueeze--> latent [4, 4, 2]
 """
 import keras
@@ -50,6 +51,7 @@ def make_dist(dtype=tf.float32, smooth=False):
         tg.AdditiveCoupling((2, 2, 8), "channel", dtype=dtype, **conditioners[1]),
         tg.MaskedAutoregressive((2, 2, 8), "spline", order=tuple(range(31, -1, -1)), hidden=(16,), bins=4,
                                 activation="tanh" if smooth else "relu", dtype=dtype),
+        tg.bijectors.TransformerAutoregressive((2, 2, 8), patch_size=1, width=8, layers=1, heads=2, dtype=dtype),
         tg.InvertibleConv1x1(8, lu=False, seed=1, dtype=dtype),
         tg.Split((2, 2, 8), inner=tg.LearnedPrior((2, 2, 4), dtype=dtype), dtype=dtype),
         tg.Squeeze(dtype=dtype),
@@ -148,8 +150,12 @@ def test_zero_initialised_conditioners_block_only_hidden_layer_gradients_at_step
         if isinstance(b, tg.MaskedAutoregressive):  # MADE: every layer but the (zero) output layer
             coupling_hidden.update(id(w.value) for w in b.conditioner.weights
                                    if not w.path.split("/")[-1].startswith("out_"))
-    # 3 couplings x 2 hidden convs x (kernel, bias) + MADE's hidden (kernel, bias)
-    assert len(coupling_hidden) == 14
+        if isinstance(b, tg.bijectors.TransformerAutoregressive):  # every weight but the (zero) output projection
+            coupling_hidden.update(id(w.value) for w in b.network.weights
+                                   if not w.path.split("/")[-1].startswith("proj_out_"))
+    # 3 couplings x 2 hidden convs x (kernel, bias) + MADE's hidden (kernel, bias) + the
+    # transformer's input projection (2), positional embedding (1) and one layer (12)
+    assert len(coupling_hidden) == 29
     for v, g in zip(variables, grads):
         zero = not np.any(np.asarray(g))
         assert zero == (id(v) in coupling_hidden), v.name

@@ -28,6 +28,14 @@ def main(argv=None):
     With `--quality`, the rest of the command line goes to `tfp_glow.bench.quality.main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--tarflow-reference" or a.startswith("--tarflow-reference=") for a in argv):
+        try:
+            from tfp_glow.bench import tarflow_speed  # imports torch: only when asked
+        except ImportError as e:
+            print(f"tfp-glow bench: error: --tarflow-reference needs PyTorch ({e}); "
+                  f"pip install \"tfp_glow[bench]\".", file=sys.stderr)
+            return 2
+        return tarflow_speed.main(argv)
     if "--quality" in argv:
         rest = [a for a in argv if a != "--quality"]
         if "-h" in rest or "--help" in rest:

@@ -15,10 +15,12 @@ from tfp_glow.bijectors.split import Split
 from tfp_glow.bijectors.spline import SplineCoupling
 from tfp_glow.bijectors.squeeze import Squeeze
 from tfp_glow.bijectors.tracking import keras_layers
+from tfp_glow.bijectors.transformer_autoregressive import TransformerAutoregressive
 from tfp_glow.bijectors.walk import forward_and_log_det, inverse_and_log_det, log_prob, set_recompute
 
 __all__ = [
     "ActNorm", "AdditiveCoupling", "Chain", "AffineCoupling", "DiagonalScale", "InvertibleConv1x1",
     "LearnedPrior", "MADE", "MASK_TYPES", "Mask", "MaskedAutoregressive", "Split", "SplineCoupling", "Squeeze",
+    "TransformerAutoregressive",
     "actnorms", "forward_and_log_det", "initialize_actnorm", "inverse_and_log_det", "keras_layers", "log_prob", "set_recompute",
 ]

@@ -20,11 +20,13 @@ import tensorflow as tf
 from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
-__all__ = ["CONDITIONAL_INPUT", "ContextProjection", "broadcast_context", "is_conditional", "member_kwargs",
-           "refuse_context", "require_context"]
+__all__ = ["CONDITIONAL_INPUT", "GUIDANCE", "ContextProjection", "broadcast_context", "is_conditional",
+           "member_kwargs", "refuse_context", "require_context", "takes_guidance"]
 
 #: The TFP keyword argument our conditional bijectors take.
 CONDITIONAL_INPUT = "conditional_input"
+#: The sampling-pass keyword argument of classifier-free guidance (`TransformerAutoregressive`).
+GUIDANCE = "guidance"
 
 
 def is_conditional(bijector):
@@ -36,15 +38,26 @@ def is_conditional(bijector):
     return bool(getattr(bijector, "_is_conditional", False))
 
 
+def takes_guidance(bijector):
+    """True if `bijector` (or a member) takes `guidance` on its sampling pass."""
+    if isinstance(bijector, chain_lib._Chain):
+        return any(takes_guidance(b) for b in bijector.bijectors)
+    if isinstance(bijector, invert_lib._Invert):
+        return takes_guidance(bijector.bijector)
+    return bool(getattr(bijector, "_takes_guidance", False))
+
+
 def member_kwargs(member, kwargs):
     """The keyword arguments a chain hands to `member`.
 
     TFP's routing (`kwargs[member.name]`), plus the chain's own `conditional_input` when the
-    member is conditional (a by-name value wins).
+    member is conditional, and its `guidance` when the member takes it (a by-name value wins).
     """
     routed = dict(kwargs.get(member.name, {}))
     if kwargs.get(CONDITIONAL_INPUT) is not None and is_conditional(member):
         routed.setdefault(CONDITIONAL_INPUT, kwargs[CONDITIONAL_INPUT])
+    if kwargs.get(GUIDANCE) is not None and takes_guidance(member):
+        routed.setdefault(GUIDANCE, kwargs[GUIDANCE])
     return routed
 
 

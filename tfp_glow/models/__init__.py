@@ -1,4 +1,4 @@
-"""Model builders: NICE, RealNVP, Glow, neural spline flows and MAF as `tfd.TransformedDistribution`s.
+"""Model builders: NICE, RealNVP, Glow, neural spline flows, MAF and TarFlow as `tfd.TransformedDistribution`s.
 
 Each returns `TransformedDistribution(standard normal over the event, bijector)`, where the
 bijector's `inverse` maps data (dequantized to `[-0.5, 0.5)`, or raw vectors) to the latent
@@ -8,7 +8,8 @@ half and unsqueezes, so the whole flow stays one bijector.
 
 What this subpackage holds, one module an idea, every public name re-exported here:
 
-* ``glow_builder``, ``realnvp_builder``, ``nice_builder``, ``nsf_builder``, ``maf_builder``:
+* ``glow_builder``, ``realnvp_builder``, ``nice_builder``, ``nsf_builder``, ``maf_builder``,
+  ``tarflow_builder``:
   one flow family each, its bijector (``glow_bijector``, ...) and its distribution (``glow``,
   ...; ``realnvp_builder`` also ``logit_preprocessing``). The modules are named ``*_builder``
   so that ``tfp_glow.models.glow`` and the others stay the builder functions;
@@ -26,6 +27,7 @@ from tfp_glow.models.maf_builder import maf, maf_bijector
 from tfp_glow.models.nice_builder import nice, nice_bijector
 from tfp_glow.models.nsf_builder import nsf, nsf_bijector
 from tfp_glow.models.realnvp_builder import logit_preprocessing, realnvp, realnvp_bijector
+from tfp_glow.models.tarflow_builder import tarflow, tarflow_bijector
 from tfp_glow.models.weights_format import WEIGHTS_FORMAT_VERSION, OldWeightsWarning, old_weights_message
 
 __all__ = [
@@ -47,4 +49,6 @@ __all__ = [
     "realnvp",
     "realnvp_bijector",
     "standard_normal",
+    "tarflow",
+    "tarflow_bijector",
 ]

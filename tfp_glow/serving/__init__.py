@@ -30,7 +30,10 @@ the flow given `c = onehot(y)`), and `classify` (`x` -> `label` int32 `[N]` by B
 takes rows like the unconditional one, `label`, `temperature`, `seed` all `[N]`, and row `i`
 is the unconditional `sample`'s row decoded with label `i`; a scalar `temperature` and `seed`
 (the call of format 1, `tfp_glow.serving.layout`) still work and draw all `N` rows at once,
-as `sample_n(N, temperature, seed)` does.
+as `sample_n(N, temperature, seed)` does. A class-conditional TarFlow also serves
+`sample_guided` (`label`, `temperature`, `seed` `[N]` and a scalar `guidance` >= 0):
+classifier-free guidance, as `FlowModel.sample(..., guidance=g)`. A model trained with
+`noise_sigma > 0` serves denoised samples (one score step, `models.denoising`), as `sample` does.
 
 Every signature but `sample_n` takes a batch on axis 0 of every input, so TF Serving's REST
 row format (`{"instances": [...]}`, one object per example) and its server-side batching can

@@ -13,6 +13,8 @@ import weakref
 import tensorflow as tf
 
 from tfp_glow import data as data_lib
+from tfp_glow.bijectors.conditioning import GUIDANCE
+from tfp_glow.models import denoising
 
 __all__ = ["ServingGraph", "unless_empty"]
 
@@ -101,6 +103,20 @@ class ServingGraph:
         x = unless_empty(z, lambda: tf.cast(self.model.distribution.bijector.forward(z, **self._kwargs(label)),
                                             tf.float32), tf.zeros([0, *self.event_shape], tf.float32))
         return self.data_outputs(x)
+
+    def generate(self, z, label=None, guidance=None):
+        """Latent -> a served sample's `data_outputs`: `forward`, classifier-free `guidance` (a
+        float32 scalar, flows whose blocks take it), and one score step for a model trained with
+        `noise_sigma > 0` (`models.denoising`), as `FlowModel.sample` does."""
+        sigma = float(getattr(self.model, "noise_sigma", 0.0) or 0.0)
+        if guidance is None and not sigma:
+            return self.forward(z, label)
+        kwargs = {**self._kwargs(label), **({} if guidance is None else {GUIDANCE: guidance})}
+
+        def full():
+            x = tf.cast(self.model.distribution.bijector.forward(z, **kwargs), tf.float32)
+            return denoising.denoise(self.model.distribution, x, sigma, self._kwargs(label)) if sigma else x
+        return self.data_outputs(unless_empty(z, full, tf.zeros([0, *self.event_shape], tf.float32)))
 
     def inverse(self, x_pre, label=None):
         """Preprocessed data `[N, ...]` -> latent float32 `[N, L...]` (`bijector.inverse`)."""

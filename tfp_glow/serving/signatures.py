@@ -9,6 +9,7 @@ import weakref
 
 import tensorflow as tf
 
+from tfp_glow.bijectors.conditioning import takes_guidance
 from tfp_glow.numerics import averaging
 from tfp_glow.models import sampling
 from tfp_glow.serving import checks
@@ -30,10 +31,14 @@ def _is_conditional(model):
     return int(getattr(model, "num_classes", 0) or 0) > 0
 
 
+def _takes_guidance(model):
+    return _is_conditional(model) and takes_guidance(model.distribution.bijector)
+
+
 def signature_names(model):
     """Names of the serving signatures a SavedModel of `model` holds by default."""
     if _is_conditional(model):
-        return CONDITIONAL_SIGNATURES
+        return CONDITIONAL_SIGNATURES + (("sample_guided",) if _takes_guidance(model) else ())
     return IMAGE_SIGNATURES if model.is_image else VECTOR_SIGNATURES
 
 
@@ -58,6 +63,8 @@ def serving_functions(model):
             fns.update(_image_bytes(g))
         if g.conditional:
             fns["classify"] = _classify(g)
+        if _takes_guidance(model):
+            fns["sample_guided"] = _guided_sample(g)
         _CACHE[model] = fns
     return _CACHE[model]
 
@@ -135,14 +142,14 @@ def _sampling(g):
                      autograph=False)
         def _sample(label, temperature, seed):
             label = checks.check_labels(label, g.num_classes, "sample")
-            return g.forward(draw(tf.size(label), temperature, seed), label)
+            return g.generate(draw(tf.size(label), temperature, seed), label)
         fns["_sample"] = _sample
         fns["sample"] = _conditional_sample(g)
         return fns
 
     @tf.function(input_signature=[n_spec, t_spec, tf.TensorSpec([2], tf.int32, name="seed")], autograph=False)
     def _sample(n, temperature, seed):
-        return g.forward(draw(n, temperature, seed))
+        return g.generate(draw(n, temperature, seed))
     fns["_sample"] = _sample
 
     @tf.function(input_signature=[n_spec, t_spec, tf.TensorSpec([], tf.int32, name="seed")], autograph=False)
@@ -156,7 +163,7 @@ def _sampling(g):
         # row i decodes T_i * stateless_normal(latent_shape, [seed_i, 0]) = sample_n(1, T_i, seed_i)
         temperature, seed = checks.check_rows("sample", tf.size(temperature), temperature=temperature, seed=seed)
         temperature = checks.check_temperature(temperature, "sample")
-        return g.forward(sampling.draw_rows(g.latent_shape, temperature, seed))
+        return g.generate(sampling.draw_rows(g.latent_shape, temperature, seed))
     fns["sample"] = sample
     return fns
 
@@ -182,8 +189,27 @@ def _conditional_sample(g):
                     lambda: sampling.draw_latent(g.latent_shape, n, 1.0, tf.reshape(seed, [])),
                     lambda: sampling.draw_rows(g.latent_shape, tf.ones([n], tf.float32), tf.reshape(seed, [-1])))
         z = z * tf.reshape(t_rows, [-1] + [1] * len(g.latent_shape))
-        return g.forward(z, label)
+        return g.generate(z, label)
     return sample
+
+
+def _guided_sample(g):
+    """`sample_guided`: the rows of `sample` (`label`, `temperature`, `seed` `[N]`) with a scalar
+    classifier-free `guidance >= 0` (class-conditional flows whose blocks take it: TarFlow)."""
+    @tf.function(autograph=False, input_signature=[
+        g.label_spec(), tf.TensorSpec([None], tf.float32, name="temperature"),
+        tf.TensorSpec([None], tf.int32, name="seed"), tf.TensorSpec([], tf.float32, name="guidance")])
+    def sample_guided(label, temperature, seed, guidance):
+        label = checks.check_labels(label, g.num_classes, "sample_guided")
+        temperature, seed = checks.check_rows("sample_guided", tf.size(label), temperature=temperature, seed=seed)
+        temperature = checks.check_temperature(temperature, "sample_guided")
+        ok = tf.debugging.Assert(tf.logical_and(tf.math.is_finite(guidance), guidance >= 0),
+                                 ["tfp_glow SavedModel, signature sample_guided: expects guidance >= 0; received",
+                                  guidance])
+        with tf.control_dependencies([ok]):
+            guidance = tf.identity(guidance)
+        return g.generate(sampling.draw_rows(g.latent_shape, temperature, seed), label, guidance)
+    return sample_guided
 
 
 def _image_bytes(g):

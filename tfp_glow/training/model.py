@@ -25,7 +25,7 @@ from tfp_glow.data import labels as labels_lib
 from tfp_glow.training import summary as summary_lib
 from tfp_glow.bijectors import actnorms, initialize_actnorm, keras_layers, log_prob, set_recompute
 from tfp_glow.models import FlowConfig
-from tfp_glow.training import input_checks, inputs, weighting
+from tfp_glow.training import generation, input_checks, inputs, weighting
 from tfp_glow.training.compiling import CompileMixin
 from tfp_glow.training.context import ContextMixin
 from tfp_glow.training.preprocessing import PreprocessingMixin
@@ -55,6 +55,9 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
       dequantization: `"uniform"` (`u ~ U[0, 1)`) or `"variational"` (images only: a learned
         `q(u | x)`, `dequantization.VariationalDequantizer`, trained jointly; `nll` and
         `bits_per_dim` are then the variational bound, `+ log q(u | x)`).
+      noise_sigma: sigma >= 0 of Gaussian noise added to the dequantized training batches
+        (generation mode, `training/generation.py`; 0: none). `sample` then denoises with one
+        score step; `evaluate` still scores clean data with uniform dequantization.
       name: Keras name.
 
     Attributes:
@@ -66,7 +69,7 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
     """
 
     def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="flow_model",
-                 dequantization="uniform", **kwargs):
+                 dequantization="uniform", noise_sigma=0.0, **kwargs):
         kwargs.pop("dtype", None)
         # The flow, its log-dets and the loss stay float32 whatever the global policy;
         # conditioner networks follow the policy (mixed precision) on their own.
@@ -84,6 +87,8 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
         self.recompute = None if recompute in (None, "none") else recompute
         set_recompute(self.distribution.bijector, self.recompute)
         self.dequantization, self.dequantizer = _dequantizer(dequantization, self.event_shape, self.n_bits)
+        # Gaussian noise on the training batches (generation mode; training/generation.py)
+        self.noise_sigma = generation.check_noise_sigma(noise_sigma)
         # Keras tracks Keras layers only; hand it every layer inside the bijectors.
         self.flow_layers = keras_layers(self.distribution)
         self._actnorm_layers = actnorms(self.distribution.bijector)
@@ -107,7 +112,8 @@ class FlowModel(PreprocessingMixin, ContextMixin, StepsMixin, SamplingMixin, Com
 
     def get_config(self):
         return {"config": self.config_.to_dict(), "n_bits": self.n_bits, "eval_seed": self.eval_seed,
-                "recompute": self.recompute, "name": self.name, "dequantization": self.dequantization}
+                "recompute": self.recompute, "name": self.name, "dequantization": self.dequantization,
+                "noise_sigma": self.noise_sigma}
 
     @classmethod
     def from_config(cls, config):

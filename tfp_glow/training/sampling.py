@@ -10,7 +10,7 @@ from tfp_glow.numerics import averaging
 from tfp_glow import data as data_lib
 from tfp_glow.models import sampling
 from tfp_glow.models import levels
-from tfp_glow.training import input_checks
+from tfp_glow.training import generation, input_checks
 
 __all__ = ["SamplingMixin"]
 
@@ -19,7 +19,8 @@ class SamplingMixin:
     """Sampling and the latent maps of `FlowModel` (a mixin of it)."""
 
     @averaging.uses_averaged_weights
-    def sample(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None):
+    def sample(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None,
+               guidance=None, denoise=None):
         """`n` samples in the flow's data space (`[-0.5, 0.5)` for images), latent `~ N(0, T^2)`.
 
         `z = T * eps`, `eps = tf.random.stateless_normal([n, *latent_shape], seed)`,
@@ -44,15 +45,26 @@ class SamplingMixin:
           labels: a class-conditional model's labels: an int (every sample of that class),
             `[n]` ints, or `None` (classes 0..K-1 in turn).
           context: a conditional flow's conditioning input `[n, K]` (instead of `labels`).
+          guidance: classifier-free guidance `g >= 0` of a class-conditional TarFlow
+            (`TransformerAutoregressive`): extrapolate from the mean class by `g`; `None`: off.
+          denoise: one score step `x + sigma^2 grad log p(x)` after sampling
+            (`training/generation.py`); `None`: on exactly when the model was trained with
+            `noise_sigma > 0`.
 
         References:
           Kingma & Dhariwal, "Glow", NeurIPS 2018 (temperature `T`: sampling from `N(0, T^2)`).
+          Zhai et al., "Normalizing Flows are Capable Generative Models", 2024 (guidance, denoising).
         """
+        g = generation.check_guidance(self, guidance)
         c = self.conditional_input(int(n), labels, context, default="cycle")
         z, batch = self._draw_base(n, temperature, seed, level_temperatures)
         if c is not None:  # row i's input for each of its temperatures (z is n-major)
             c = tf.repeat(c, int(np.prod(batch, dtype=np.int64)), axis=0)
-        x = self.decode(z, context=c)
+        x = self.decode(z, context=c) if g is None else self._decode(input_checks.check_latents(self, z), c, g)
+        if (self.noise_sigma > 0) if denoise is None else bool(denoise):
+            if not self.noise_sigma:
+                raise ValueError("denoise needs a model trained with noise_sigma > 0; this one has noise_sigma=0.")
+            x = generation.denoise(self.distribution, x, self.noise_sigma, self.bijector_kwargs(c))
         return tf.reshape(x, [n, *batch, *self.event_shape])
 
     def _draw_base(self, n, temperature, seed, level_temperatures):
@@ -63,9 +75,11 @@ class SamplingMixin:
         batch = tuple(z.shape[1:z.shape.rank - len(self.latent_shape)])
         return tf.reshape(z, [-1, *self.latent_shape]), batch  # the flow takes one batch axis
 
-    def sample_images(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None):
+    def sample_images(self, n, temperature=1.0, seed=None, level_temperatures=None, *, labels=None, context=None,
+                      guidance=None, denoise=None):
         """`n` samples as uint8 images `[n, *T.shape, H, W, C]` (0..255); see `sample`."""
-        x = self.sample(n, temperature, seed, level_temperatures, labels=labels, context=context)
+        x = self.sample(n, temperature, seed, level_temperatures, labels=labels, context=context, guidance=guidance,
+                        denoise=denoise)
         return data_lib.to_uint8(x, self.n_bits)
 
     @averaging.uses_averaged_weights
@@ -78,9 +92,9 @@ class SamplingMixin:
         return self._decode(z, c)
 
     @tf.function(reduce_retracing=True)
-    def _decode(self, z, context=None):
+    def _decode(self, z, context=None, guidance=None):
         empty = tf.zeros((0, *self.event_shape), tf.float32)
-        kwargs = self.bijector_kwargs(context)
+        kwargs = {**self.bijector_kwargs(context), **generation.guidance_kwargs(guidance)}
         if z.shape[0] == 0:  # convolutions reject an empty batch
             return empty
         if z.shape[0] is None:  # a retraced signature with an unknown batch size

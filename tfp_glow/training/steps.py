@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfp_glow.numerics import averaging
 from tfp_glow.numerics import stability
 from tfp_glow.training.distribute import multi_worker_safe_logs
-from tfp_glow.training import input_checks, inputs, weighting
+from tfp_glow.training import generation, input_checks, inputs, weighting
 
 __all__ = ["StepsMixin"]
 
@@ -66,7 +66,10 @@ class StepsMixin:
         code = input_checks.batch_code(self, x)  # None: nothing to check (uint8 images)
         context = self._step_context(y)
         with tf.GradientTape() as tape:
-            x_pre, log_q = self.dequantize(x, seed=self.train_noise_seed())
+            seed = self.train_noise_seed()
+            x_pre, log_q = self.dequantize(x, seed=seed)
+            if self.noise_sigma:  # generation mode: the flow learns the smoothed density
+                x_pre = generation.add_training_noise(x_pre, self.noise_sigma, seed)
             _, nll, bpd = self.log_prob_and_bpd(x_pre, log_q, context=context)
             loss, scaled, sample_weight, replicas = weighting.training_loss(bpd, sample_weight)
             lso = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
