@@ -123,6 +123,7 @@ def test_a_moved_project_finds_its_data_next_to_the_run_and_moved_data_takes_dat
         assert rc == 0 and os.path.isfile("s.csv"), err
         wrong = make_npz("wrong.npz", channels=3)  # another shape is refused, in one line
         for argv in (["evaluate", run_dir, "--data", wrong], ["score", run_dir, moved, "--data", wrong],
+                     ["interpolate", run_dir, "--data", wrong],
                      ["train", "--resume", "--run-dir", run_dir, "--epochs", "2", "--data", wrong]):
             rc, out, err = run_cli(argv)
             assert rc == 2 and "[8, 8, 3]" in _one_error(err) and "[8, 8, 1]" in _one_error(err), (argv, err)

@@ -8,7 +8,7 @@ import numpy as np
 
 from tfp_glow import plots
 from tfp_glow.analysis import latent
-from tfp_glow.cli.common import load_run, run_data
+from tfp_glow.cli.common import check_given_data, load_run, run_data
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.cli.outputs import interpolate_name, refuse_existing
@@ -25,7 +25,8 @@ def run(args):
         raise CLIError("interpolate works on image runs.")
     cond = bool(getattr(model, "num_classes", 0))
     data = run_data(config, args.run_dir, args.data)
-    x, y = load_examples(config, data, args.split, args.data_dir, need_labels=cond)
+    x, y, info = load_examples(config, data, args.split, args.data_dir, need_labels=cond, with_info=True)
+    check_given_data(config, info, args.data)
     for name, i in (("--a", args.a), ("--b", args.b)):
         if not 0 <= i < len(x):
             raise CLIError(f"{name} {i} is out of range: the {args.split} split has {len(x)} examples (0..{len(x) - 1}).")

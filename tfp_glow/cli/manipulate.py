@@ -7,7 +7,7 @@ import numpy as np
 
 from tfp_glow import plots
 from tfp_glow.analysis import latent
-from tfp_glow.cli.common import load_run, run_data
+from tfp_glow.cli.common import check_given_data, load_run, run_data
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.cli.outputs import manipulate_name, refuse_existing
@@ -42,7 +42,8 @@ def run(args):
         raise CLIError("manipulate works on image runs.")
     cond = bool(getattr(model, "num_classes", 0))
     data = run_data(config, args.run_dir, args.data)
-    x, y = load_examples(config, data, args.split, args.data_dir, need_labels=True)
+    x, y, info = load_examples(config, data, args.split, args.data_dir, need_labels=True, with_info=True)
+    check_given_data(config, info, args.data)
     xt, yt = load_examples(config, data, "test", args.data_dir, need_labels=True)
     try:
         model.check_batch(x[:1])
