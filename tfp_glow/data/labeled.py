@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.data import splits
+import tfp_glow.data.splits as splits
 
 __all__ = ["LABELED_OFFLINE", "digit_labels", "load_labeled_split", "to_dataset"]
 

@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from tfp_glow import data as data_lib
+import tfp_glow.data.sources as data_lib  # get_source, DataInfo, OFFLINE_IMAGE_NAMES
+from tfp_glow.data.toys import TOY_NAMES
 
 __all__ = ["DEFAULT_VAL_FRACTION", "DEFAULT_TEST_FRACTION", "HOLDOUT_SEED", "SPLITS", "TFDS_SHORTCUTS",
            "data_kind", "load_split", "num_examples"]
@@ -32,7 +33,7 @@ TFDS_SHORTCUTS = ("mnist", "cifar10")
 
 def data_kind(name):
     """`"vector"` for the 2-D toy sets, `"image"` for every other source name (without loading it)."""
-    return "vector" if name in data_lib.TOY_NAMES else "image"
+    return "vector" if name in TOY_NAMES else "image"
 
 
 def _is_tfds(name):
@@ -73,7 +74,7 @@ def load_split(name, split, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEF
       FileNotFoundError: a missing `.npz` file.
     """
     folder = {"image_size": image_size, "grayscale": grayscale}  # get_source refuses them but for folders
-    if name in data_lib.OFFLINE_IMAGE_NAMES or name in data_lib.TOY_NAMES:
+    if name in data_lib.OFFLINE_IMAGE_NAMES or name in TOY_NAMES:
         return data_lib.get_source(name, split, **folder)
     if _is_tfds(name):
         keep = int(round(100 * (1 - val_fraction)))
