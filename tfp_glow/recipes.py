@@ -20,7 +20,7 @@ reachable from the API.
   An option the flow or the data kind cannot take raises `OptionError` (a `ValueError`).
 * `build_model(data_name, flow=None, **overrides)` builds and compiles a `FlowModel` from the
   recipe (the data's kind and shape come from `splits.load_split`); the CLI calls it.
-* `default_flow(kind)` and `default_run_dir(flow, data_name)` are the CLI's other defaults.
+* `default_flow(kind)` and `default_run_dir(flow, data_name, dequantization, conditional)` are the CLI's other defaults.
 * `total_steps(recipe, num_examples)`: the optimizer steps of a whole run (for
   `lr_schedule="cosine"`).
 
@@ -136,9 +136,16 @@ def default_flow(kind):
     return "glow" if kind == "image" else "realnvp"
 
 
-def default_run_dir(flow, data_name):
-    """`runs/<flow>-<data>`, the data's name reduced to a file name (`mnist`, `faces` for
-    `path/to/faces.npz`, `NAME` for `tfds:NAME`)."""
+def default_run_dir(flow, data_name, dequantization=None, conditional=False):
+    """`runs/<flow>-<data>[-variational][-conditional]`: one folder per recipe, the data's name
+    reduced to a file name (`mnist`, `faces` for `path/to/faces.npz`, `NAME` for `tfds:NAME`).
+
+    Args:
+      flow: the flow family (`glow`, `realnvp`, ...).
+      data_name: the data source as given.
+      dequantization: `"variational"` adds `-variational`; `None` and `"uniform"` add nothing.
+      conditional: a class-conditional run adds `-conditional`.
+    """
     name = os.fspath(data_name).rstrip("/\\")
     if name.startswith("tfds:"):
         name = name[5:]
@@ -146,7 +153,8 @@ def default_run_dir(flow, data_name):
     if base.lower().endswith(".npz"):
         base = base[:-4]
     slug = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in base)
-    return os.path.join("runs", f"{flow}-{slug or 'data'}")
+    tags = ("-variational" if dequantization == "variational" else "") + ("-conditional" if conditional else "")
+    return os.path.join("runs", f"{flow}-{slug or 'data'}{tags}")
 
 
 def total_steps(recipe, num_examples=None):

@@ -4,9 +4,13 @@ What this subpackage holds:
 
     __init__.py   main (the console script `tfp-glow`, and `python -m tfp_glow.cli`) and
                   build_parser
-    options.py    the parser: options, argument types, help texts, CLIError (stdlib only)
+    options.py    the parser: one function per subcommand, CLIError, say (stdlib only)
+    train_options.py  train's options by group, and the help texts (stdlib only)
+    arg_types.py  the argument types and the help formatter (stdlib only)
     quiet.py      imports TensorFlow without its start-up lines (stdlib only)
-    common.py     what the commands share when they run: open a run, check a split, evaluate
+    outputs.py    distinct default output names; no file replaced without --overwrite (stdlib only)
+    common.py     what the commands share when they run: open a run, find its data from any
+                  folder (or --data), check a split, evaluate
     train.py      tfp-glow train     sample.py     tfp-glow sample
     evaluate.py   tfp-glow evaluate  export.py     tfp-glow export
     bench.py      tfp-glow bench: hands its arguments to tfp_glow.bench.main
@@ -22,7 +26,7 @@ in `tfp_glow.runs`.
 What it may import: anything in tfp_glow; it is the top layer, and nothing imports it except
 the console script. `main` imports a command's module only when that command runs, for
 start-up time: each command module imports TensorFlow at its top, and `tfp-glow --help`
-builds the parser (options.py, standard library only) without it. It is not there to dodge a
+builds the parser (options.py, train_options.py, arg_types.py: standard library only) without it. It is not there to dodge a
 cycle.
 
     tfp-glow train                      # small Glow on the offline 8x8 digits, a few minutes

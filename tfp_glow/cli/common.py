@@ -1,7 +1,9 @@
-"""What the command modules share when they run: opening a run directory, checking a split
-against a model before any step, and evaluating with fixed noise. Imports TensorFlow (through
+"""What the command modules share when they run: opening a run directory and finding its data,
+checking a split against a model before any step, and evaluating with fixed noise. Imports TensorFlow (through
 tfp_glow), so only the command modules import it, never the parser.
 """
+import os
+
 import numpy as np
 
 from tfp_glow import data as data_lib
@@ -10,7 +12,8 @@ from tfp_glow.numerics import precision
 from tfp_glow.cli.options import CLIError, say
 from tfp_glow.numerics.precision import float32_for_figures  # noqa: F401 (the commands import it from here)
 
-__all__ = ["load_run", "check_first_batch", "evaluate_data", "print_eval", "float32_for_figures"]
+__all__ = ["load_run", "run_data", "check_given_data", "folder_options", "check_first_batch", "evaluate_data",
+           "print_eval", "float32_for_figures"]
 
 
 def load_run(run_dir):
@@ -19,6 +22,37 @@ def load_run(run_dir):
         return runs.load_run(run_dir, return_config=True, report=say)
     except (runs.RunError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from e
+
+
+def run_data(config, run_dir, given=None):
+    """The data source a command reads for a run: `given` (`--data`), else the run's data found
+    from any working folder (`runs.locate_data`: absolute, then relative to the run); a
+    `CLIError` naming `--data` when it is at neither place."""
+    if given:
+        return given
+    try:
+        return runs.locate_data(config, run_dir)
+    except runs.RunError as e:
+        raise CLIError(str(e)) from e
+
+
+def check_given_data(config, info, given):
+    """With `--data` given: a `CLIError` unless its shape and bit depth are the run's
+    (`runs.check_data_matches`)."""
+    if given:
+        try:
+            runs.check_data_matches(config, info, given)
+        except runs.RunError as e:
+            raise CLIError(str(e)) from e
+
+
+def folder_options(config, name):
+    """`{image_size, grayscale}` as the run read its images, for an image folder `name` (the
+    model's shape depends on them); `{}` for any other source."""
+    if runs.is_builtin(name) or not os.path.isdir(name):
+        return {}
+    return {"image_size": tuple(config["image_size"]) if config.get("image_size") else None,
+            "grayscale": bool(config.get("grayscale"))}
 
 
 def check_first_batch(model, x, what):

@@ -7,7 +7,8 @@ from tfp_glow import data as data_lib
 from tfp_glow import runs
 from tfp_glow.data import labeled
 from tfp_glow.data import splits
-from tfp_glow.cli.common import check_first_batch, evaluate_data, load_run, print_eval
+from tfp_glow.cli.common import (check_first_batch, check_given_data, evaluate_data, folder_options, load_run,
+                                 print_eval, run_data)
 from tfp_glow.cli.options import CLIError, say
 
 __all__ = ["run"]
@@ -17,16 +18,14 @@ def run(args):
     """Evaluates the run on `args.split` of its data (the same held-out split as in training);
     returns the bits/dim."""
     model, config = load_run(args.run_dir)
-    data_name = args.data or config["data"]
+    data_name = run_data(config, args.run_dir, args.data)
     if getattr(model, "num_classes", 0):  # log p(x | y) with the split's labels, and the accuracy
         return _evaluate_conditional(args, model, config, data_name)
     try:
-        folder = {}  # the run's --image-size / --grayscale, for its own image folder
-        if data_name == config["data"] and (config.get("image_size") or config.get("grayscale")):
-            folder = {"image_size": tuple(config["image_size"]) if config.get("image_size") else None,
-                      "grayscale": bool(config.get("grayscale"))}
-        x, _ = splits.load_split(data_name, args.split, config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
-                                 config.get("test_fraction", splits.DEFAULT_TEST_FRACTION), args.data_dir, **folder)
+        x, info = splits.load_split(data_name, args.split, config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
+                                    config.get("test_fraction", splits.DEFAULT_TEST_FRACTION), args.data_dir,
+                                    **folder_options(config, data_name))
+        check_given_data(config, info, args.data)
         check_first_batch(model, x, args.split)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise CLIError(str(e)) from e
@@ -38,10 +37,11 @@ def run(args):
 
 def _evaluate_conditional(args, model, config, data_name):
     try:
-        x, y, _, _ = labeled.load_labeled_split(data_name, args.split,
-                                                config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
-                                                config.get("test_fraction", splits.DEFAULT_TEST_FRACTION),
-                                                args.data_dir)
+        x, y, info, _ = labeled.load_labeled_split(data_name, args.split,
+                                                   config.get("val_fraction", splits.DEFAULT_VAL_FRACTION),
+                                                   config.get("test_fraction", splits.DEFAULT_TEST_FRACTION),
+                                                   args.data_dir)
+        check_given_data(config, info, args.data)
         check_first_batch(model, x, args.split)
         if y is not None:
             model.check_labels(y, len(x), what=f"{args.split} labels")

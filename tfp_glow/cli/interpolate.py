@@ -8,20 +8,25 @@ import numpy as np
 
 from tfp_glow import plots
 from tfp_glow.analysis import latent
-from tfp_glow.cli.common import load_run
+from tfp_glow.cli.common import check_given_data, load_run, run_data
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say
+from tfp_glow.cli.outputs import interpolate_name, refuse_existing
 
 __all__ = ["run"]
 
 
 def run(args):
     """Writes the grid; returns its path."""
+    out_path = args.out or os.path.join(args.run_dir, interpolate_name(args))
+    refuse_existing([out_path], args.overwrite)  # before anything is loaded: a refusal writes nothing
     model, config = load_run(args.run_dir)
     if not model.is_image:
         raise CLIError("interpolate works on image runs.")
     cond = bool(getattr(model, "num_classes", 0))
-    x, y = load_examples(config, args.data, args.split, args.data_dir, need_labels=cond)
+    data = run_data(config, args.run_dir, args.data)
+    x, y, info = load_examples(config, data, args.split, args.data_dir, need_labels=cond, with_info=True)
+    check_given_data(config, info, args.data)
     for name, i in (("--a", args.a), ("--b", args.b)):
         if not 0 <= i < len(x):
             raise CLIError(f"{name} {i} is out of range: the {args.split} split has {len(x)} examples (0..{len(x) - 1}).")
@@ -40,7 +45,6 @@ def run(args):
         rows.append(out["images"])
         x_pre = np.asarray(model.preprocess(x[[args.a, args.b]], fixed_noise=True))
         err = max(err, float(np.abs(out["x"][[0, -1]] - x_pre).max()))
-    out_path = args.out or os.path.join(args.run_dir, f"interpolate_{args.a}_{args.b}.png")
     plots.save_image_grid(out_path, np.concatenate(rows, axis=0), cols=args.steps, row_labels=list(methods),
                           title=f"{args.split} examples {args.a} -> {args.b}: one row per method, {args.steps} steps")
     say(f"interpolated {args.split} examples {args.a} and {args.b} ({', '.join(methods)}; {args.steps} steps); "

@@ -5,6 +5,7 @@ import numpy as np
 from tfp_glow.data import labeled
 from tfp_glow.analysis import latent
 from tfp_glow.data import splits
+from tfp_glow.cli.common import folder_options
 from tfp_glow.cli.options import CLIError
 
 __all__ = ["latent_grid", "load_examples"]
@@ -47,19 +48,20 @@ def latent_grid(model, args):
         raise CLIError(str(e)) from e
 
 
-def load_examples(config, data, split, data_dir=None, need_labels=False):
-    """`(x, y)` of a split of the run's data (or `data`); `y` is `None` where the source has no labels,
-    and a `CLIError` if labels are needed."""
-    name = data or config["data"]
+def load_examples(config, name, split, data_dir=None, need_labels=False, with_info=False):
+    """`(x, y)` of a split of data source `name` (the run's, found by `common.run_data`, or
+    another), read with the run's split fractions and folder options; `y` is `None` where the
+    source has no labels, and a `CLIError` if labels are needed. With `with_info`,
+    `(x, y, info)` (the source's `tfp_glow.data.DataInfo`)."""
     val, test = config.get("val_fraction", splits.DEFAULT_VAL_FRACTION), config.get("test_fraction",
                                                                                       splits.DEFAULT_TEST_FRACTION)
     try:
         try:
-            x, y, _, _ = labeled.load_labeled_split(name, split, val, test, data_dir)
+            x, y, info, _ = labeled.load_labeled_split(name, split, val, test, data_dir)
         except ValueError:
             if need_labels:
                 raise
-            x, _ = splits.load_split(name, split, val, test, data_dir)
+            x, info = splits.load_split(name, split, val, test, data_dir, **folder_options(config, name))
             y = None
         if hasattr(x, "element_spec"):  # a TFDS dataset: small enough for these commands
             pairs = list(x.as_numpy_iterator()) if y is None else None
@@ -69,4 +71,4 @@ def load_examples(config, data, split, data_dir=None, need_labels=False):
                 x = np.stack(pairs)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise CLIError(str(e)) from e
-    return np.asarray(x), y
+    return (np.asarray(x), y, info) if with_info else (np.asarray(x), y)

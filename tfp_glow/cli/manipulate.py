@@ -7,9 +7,10 @@ import numpy as np
 
 from tfp_glow import plots
 from tfp_glow.analysis import latent
-from tfp_glow.cli.common import load_run
+from tfp_glow.cli.common import check_given_data, load_run, run_data
 from tfp_glow.cli.latent_common import load_examples
 from tfp_glow.cli.options import CLIError, say
+from tfp_glow.cli.outputs import manipulate_name, refuse_existing
 
 __all__ = ["run", "parse_attribute"]
 
@@ -34,12 +35,16 @@ def parse_attribute(text, num_classes):
 
 def run(args):
     """Writes the grid; returns its path."""
+    out_path = args.out or os.path.join(args.run_dir, manipulate_name(args))
+    refuse_existing([out_path], args.overwrite)  # before anything is loaded: a refusal writes nothing
     model, config = load_run(args.run_dir)
     if not model.is_image:
         raise CLIError("manipulate works on image runs.")
     cond = bool(getattr(model, "num_classes", 0))
-    x, y = load_examples(config, args.data, args.split, args.data_dir, need_labels=True)
-    xt, yt = load_examples(config, args.data, "test", args.data_dir, need_labels=True)
+    data = run_data(config, args.run_dir, args.data)
+    x, y, info = load_examples(config, data, args.split, args.data_dir, need_labels=True, with_info=True)
+    check_given_data(config, info, args.data)
+    xt, yt = load_examples(config, data, "test", args.data_dir, need_labels=True)
     try:
         model.check_batch(x[:1])
     except ValueError as e:
@@ -59,8 +64,6 @@ def run(args):
         out = latent.manipulate(model, xt[pick], direction, args.strengths, labels=yt[pick] if cond else None)
     except ValueError as e:
         raise CLIError(str(e)) from e
-    tag = args.attribute.replace(":", "to")
-    out_path = args.out or os.path.join(args.run_dir, f"manipulate_{tag}.png")
     images = out["images"].reshape((-1,) + tuple(model.event_shape))
     what = f"class {target} vs the rest" if source is None else f"class {source} -> class {target}"
     plots.save_image_grid(out_path, images, cols=len(out["strengths"]), title=f"{what}: strength per column",

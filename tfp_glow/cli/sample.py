@@ -1,4 +1,6 @@
-"""`tfp-glow sample RUN_DIR`: a PNG grid of samples (images) or a scatter plot (2-D data)."""
+"""`tfp-glow sample RUN_DIR`: a PNG grid of samples (images) or a scatter plot (2-D data), under a
+name of its own for each kind of grid (`outputs.sample_name`); an existing file is replaced
+only with `--overwrite`."""
 import os
 
 import keras
@@ -7,15 +9,17 @@ from tfp_glow import plots
 from tfp_glow.cli.common import load_run
 from tfp_glow.cli.latent_common import latent_grid
 from tfp_glow.cli.options import CLIError, say
+from tfp_glow.cli.outputs import refuse_existing, sample_name
 
 __all__ = ["run"]
 
 
 def run(args):
     """Samples the run at `args.temperature`; returns the path written."""
+    out = args.out or os.path.join(args.run_dir, sample_name(args))
+    refuse_existing([out], args.overwrite)  # before anything is loaded: a refusal writes nothing
     model, config = load_run(args.run_dir)
     keras.utils.set_random_seed(args.seed)
-    out = args.out or os.path.join(args.run_dir, f"samples_t{args.temperature:g}_seed{args.seed}.png")
     if model.is_image and (getattr(args, "labels", None) or getattr(args, "by_class", False)
                            or getattr(args, "level_temperatures", None) or getattr(model, "num_classes", 0)):
         images, cols, caption = latent_grid(model, args)  # by class and/or temperature per level

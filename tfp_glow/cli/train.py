@@ -101,7 +101,7 @@ def _plan(args):
     parts, labels, info, _ = hooks.load(args, data_name)
     flow = args.flow or recipes.default_flow(info.kind)
     recipe = hooks.recipe(_recipe(args, info, data_name, flow, stored), info, data_name, flow)
-    run_dir = args.run_dir or hooks.run_dir(flow, data_name)
+    run_dir = args.run_dir or hooks.run_dir(flow, data_name, args.dequantization)
     return _Job(data_name, info, parts, recipe, run_dir, runs.run_paths(run_dir), strategy, chief, hooks=hooks,
                 labels=labels, stored=stored)
 
@@ -124,6 +124,10 @@ def _recipe(args, info, data_name, flow, stored):
         if tuple(stored_cfg.event_shape) != shape:
             raise CLIError(f"--resume: {data_name!r} has shape {list(shape)} but the run was trained "
                            f"on {list(stored_cfg.event_shape)}.")
+        try:  # the bit depth too, for data pointed at with --data (runs.data_source)
+            runs.check_data_matches(stored, info, data_name)
+        except runs.RunError as e:
+            raise CLIError(f"--resume: {e}") from e
         recipe = recipe.merged(flow_kwargs=stored_cfg.kwargs, epochs=stored.get("epochs"),
                                batch_size=stored.get("batch_size"), learning_rate=stored.get("lr"),
                                steps_per_epoch=stored.get("steps_per_epoch"),
@@ -191,6 +195,8 @@ def _build(args, job):
         "temperature": args.temperature, "strategy": args.strategy,
         "mixed_precision": args.mixed_precision, "xla": bool(job.model.jit_compile),  # both as resolved
         "image_size": list(args.image_size) if args.image_size else None, "grayscale": args.grayscale,
+        **{k: v for k, v in runs.data_entries(job.data_name, job.run_dir, job.info).items()
+           if k in ("data_shape", "data_bits")},
         **job.hooks.config(job.model, job),
     }
     if job.stored is not None:  # kept from the run: when it was created, what its weights file holds

@@ -52,8 +52,9 @@ class Unlabelled:
     def recipe(self, recipe, info, data_name, flow):
         return recipe
 
-    def run_dir(self, flow, data_name):
-        return recipes.default_run_dir(flow, data_name)
+    def run_dir(self, flow, data_name, dequantization=None):
+        """The default run directory of this recipe (`recipes.default_run_dir`)."""
+        return recipes.default_run_dir(flow, data_name, dequantization, conditional=self.conditional)
 
     def prepare(self, model, job):
         """Checks every split against the model, before any step (`ValueError` naming the split)."""
@@ -105,9 +106,6 @@ class Labelled(Unlabelled):
         if flow == "nice":
             raise CLIError("--conditional works with --flow glow or realnvp (nice takes no class conditioning).")
         return recipe.merged(flow_kwargs={**recipe.flow_kwargs, "num_classes": int(self.num_classes)})
-
-    def run_dir(self, flow, data_name):
-        return recipes.default_run_dir(flow, data_name) + "-conditional"
 
     def prepare(self, model, job):
         """Checks every split's images and labels; the class prior from the training labels."""

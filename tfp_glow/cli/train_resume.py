@@ -8,7 +8,7 @@ from tfp_glow import recipes, runs
 from tfp_glow.data import splits
 from tfp_glow.cli.options import CLIError, say
 
-__all__ = ["resumes_conditional_run", "stored_config", "restore"]
+__all__ = ["resumes_conditional_run", "stored_config", "resumed_data", "restore"]
 
 
 def resumes_conditional_run(args):
@@ -32,16 +32,14 @@ def stored_config(args):
     if args.run_dir is None:
         data_guess = args.data or "digits"
         flow_guess = args.flow or recipes.default_flow(splits.data_kind(data_guess))
-        args.run_dir = recipes.default_run_dir(flow_guess, data_guess)
+        args.run_dir = recipes.default_run_dir(flow_guess, data_guess, args.dequantization,
+                                               conditional=getattr(args, "conditional", False))
     stored = runs.load_run_config(args.run_dir)
     stored_flow = stored["flow_config"]["flow"]
     if args.flow is not None and args.flow != stored_flow:
         raise CLIError(f"--resume: the run in {args.run_dir!r} trains {stored_flow}, not {args.flow}.")
     args.flow = stored_flow
-    if args.data is not None and not same_data(args.data, stored["data"]):
-        raise CLIError(f"--resume: the run in {args.run_dir!r} trains on {stored['data']!r}, not {args.data!r}; "
-                       f"a resumed run keeps its data (drop --data), or start a new run in another --run-dir.")
-    args.data = stored["data"]
+    args.data = resumed_data(args, stored)
     if args.n_bits is not None and args.n_bits != stored["n_bits"]:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --n-bits {stored['n_bits']}.")
     args.n_bits = stored["n_bits"]  # the run's bit depth, never the data kind's default
@@ -64,6 +62,24 @@ def stored_config(args):
         if stored.get(key):
             setattr(args, key, stored[key])
     return stored
+
+
+def resumed_data(args, stored):
+    """The data `--resume` trains on: the run's, found from any folder (`runs.locate_data`), or
+    `--data` where the run's own data moved (a file or folder no longer at its recorded places;
+    `train` checks its shape and bit depth against the run's). Other data is a `CLIError`."""
+    try:
+        found = runs.locate_data(stored, args.run_dir)
+    except runs.DataNotFoundError as e:
+        if args.data is None:
+            raise CLIError(f"--resume: {e}") from e
+        say(f"note: --resume: the run's data {stored['data']!r} moved; reading it from {args.data!r}")
+        return args.data
+    if args.data is not None and not same_data(args.data, found):
+        raise CLIError(f"--resume: the run in {args.run_dir!r} trains on {stored['data']!r}, not {args.data!r}; "
+                       f"a resumed run keeps its data (drop --data; --data points it at its data only once that "
+                       f"moved), or start a new run in another --run-dir.")
+    return found
 
 
 def same_data(given, stored):

@@ -3,7 +3,8 @@
 Layout::
 
     RUN_DIR/config.json          {"flow_config": FlowConfig.to_dict(), "n_bits": int | None,
-                                  "data": str, "eval_seed": int, "eval_batch_size": int,
+                                  "data": name | absolute path, "data_relative": path
+                                  from RUN_DIR (paths only), "eval_seed": int, "eval_batch_size": int,
                                   "val_fraction": float, "test_fraction": float, ...}
     RUN_DIR/checkpoints/         FlowCheckpoint (model + optimizer + epoch), ckpt-E per epoch
     RUN_DIR/model.weights.h5     final Keras weights (model.save_weights)
@@ -31,7 +32,8 @@ Safety of the run directory (what a kill -9, a second writer or a corrupt file c
   restored; a corrupt one is renamed `*.corrupt` and the next newest is tried.
 
 Modules, one per idea: `layout` (the file names, `run_paths`, `RunError`, the atomic writes and
-the clean-up), `config` (config.json), `load` (`build_model`, `load_run`), `checkpoints`
+the clean-up), `config` (config.json), `data_source` (where the run's data lives: recorded
+resolved, found from any folder, `--data` for moved data), `load` (`build_model`, `load_run`), `checkpoints`
 (verification and recovery), `lock` (`RunLock`), `metrics` (metrics.csv) and `record`
 (`EpochRecord`). Every name is re-exported here: `runs.X` is the way to use them.
 """
@@ -44,6 +46,8 @@ from tfp_glow.runs.layout import (CHECKPOINTS, CONFIG, CURVES, DENSITY, LOCK, LO
                                   SAMPLES_FINAL, WEIGHTS, RunError, atomic_write, checkpoint_candidates,
                                   is_run_dir, leftover_files, remove_partial_writes, remove_run_files,
                                   run_paths, save_weights_atomically)
+from tfp_glow.runs.data_source import (DataNotFoundError, check_data_matches, data_entries, is_builtin,
+                                       locate_data)
 from tfp_glow.runs.load import build_model, load_run
 from tfp_glow.runs.lock import RunLock
 from tfp_glow.runs.metrics import append_metrics_row, read_metrics_rows, reconcile_metrics
@@ -56,4 +60,5 @@ __all__ = ["RunError", "CONFIG", "CHECKPOINTS", "WEIGHTS", "METRICS", "LOGS", "S
            "checkpoint_epoch", "restore_newest_intact", "reconcile_metrics", "read_metrics_rows",
            "append_metrics_row", "EpochRecord", "LOCK", "CorruptCheckpointWarning", "NothingToLoadError",
            "leftover_files", "update_run_config", "save_weights_atomically",
-           "remove_partial_writes"]
+           "remove_partial_writes", "DataNotFoundError", "check_data_matches", "data_entries", "is_builtin",
+           "locate_data"]

@@ -6,6 +6,7 @@ import os
 import time
 
 from tfp_glow.models import WEIGHTS_FORMAT_VERSION
+from tfp_glow.runs.data_source import data_entries
 from tfp_glow.runs.layout import CONFIG, RunError, atomic_write
 
 
@@ -21,7 +22,8 @@ def save_run_config(run_dir, model, data_name, extra=None):
     Args:
       run_dir: the run directory (created if needed).
       model: a `FlowModel` (its `config_`, `n_bits` and `eval_seed` are stored).
-      data_name: the data source (`digits`, a toy name, `tfds:NAME`, a path...).
+      data_name: the data source (`digits`, a toy name, `tfds:NAME`, a path...); a path is
+        recorded resolved (`data_source.data_entries`: absolute, and relative to `run_dir`).
       extra: more JSON-serialisable entries (training options, splits...).
     """
     os.makedirs(run_dir, exist_ok=True)
@@ -29,7 +31,7 @@ def save_run_config(run_dir, model, data_name, extra=None):
         "format_version": FORMAT_VERSION,
         "flow_config": model.config_.to_dict(),
         "n_bits": model.n_bits,
-        "data": os.fspath(data_name),
+        **data_entries(data_name, run_dir),
         "eval_seed": model.eval_seed,
         "dequantization": model.dequantization,
         "eval_batch_size": EVAL_BATCH_SIZE,
