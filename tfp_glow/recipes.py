@@ -67,7 +67,7 @@ FLOWS = models.FLOWS  # the flow families, as the model builders name them
 #: The weight average that Glow on images larger than 8x8 evaluates and samples with.
 GLOW_EMA_DECAY = 0.999
 MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "split_prior", "logit_alpha", "learn_prior", "bins",
-                 "transform")
+                 "transform", "patch_size", "blocks", "layers_per_block")
 #: `split_prior` as the CLI names it -> `models.glow(split_prior=...)`.
 SPLIT_PRIORS = {"conditional": True, "channel": "channel", "none": False}
 
@@ -88,6 +88,8 @@ class Recipe:
         off (the default, until measurements choose one).
       lr_schedule: `FlowModel.compile`'s `"constant"` or `"cosine"` (decay to 0 over the run
         after the warmup).
+      noise_sigma: `FlowModel`'s Gaussian noise on the training batches (generation mode,
+        images only; 0: none).
     """
 
     flow: str
@@ -102,6 +104,7 @@ class Recipe:
     dequantization: str = "uniform"
     ema_decay: Optional[float] = None
     lr_schedule: str = "constant"
+    noise_sigma: float = 0.0
 
     def merged(self, **values):
         """This recipe with every given value in place of its own (`None` = not given; 0 is given).
@@ -189,6 +192,9 @@ def _default_recipe(image, shape, flow, data_name):
         kwargs = {"couplings": 8 if image else 4, "hidden": [256, 256] if image else [128, 128], "bins": 8}
     elif flow == "maf":
         kwargs = {"layers": 5, "hidden": [256, 256] if image else [128, 128]}
+    elif flow == "tarflow":  # images only; apple/ml-tarflow's MNIST notebook (patch 4, width 128, 4 x 4)
+        kwargs = ({"patch_size": 2, "width": 64, "blocks": 4, "layers_per_block": 2} if small else
+                  {"patch_size": 4, "width": 128, "blocks": 4, "layers_per_block": 4})
     else:
         kwargs = {"couplings": 4, "hidden": [256, 256, 256]}
     if not image:
@@ -207,7 +213,8 @@ def _default_recipe(image, shape, flow, data_name):
 
 
 def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, coupling=None, lu=None,
-                        split_prior=None, logit_alpha=None, learn_prior=None, bins=None, transform=None):
+                        split_prior=None, logit_alpha=None, learn_prior=None, bins=None, transform=None,
+                        patch_size=None, blocks=None, layers_per_block=None):
     """The builder arguments `base` (a recipe's `flow_kwargs`) with the given model options
     (`recipe_for` has checked that `flow` fits `kind`).
 
@@ -225,29 +232,35 @@ def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, 
         `models.glow`'s own values (`True`, `"channel"`, `False`).
       bins: spline bins (nsf; maf with the spline transform). transform: maf only, `affine`
         or `spline`.
+      patch_size, blocks, layers_per_block: tarflow only (its `hidden` is the transformer width,
+        one int; `steps` and `levels` do not apply).
 
     Raises:
       OptionError: an option that does not apply to the flow and kind, or several channel
         counts for an image conditioner.
     """
     image = kind == "image"
-    given = dict(levels=levels, coupling=coupling, lu=lu, split_prior=split_prior, logit_alpha=logit_alpha,
-                 learn_prior=learn_prior, bins=bins, transform=transform)
+    given = dict(levels=levels, steps=steps, coupling=coupling, lu=lu, split_prior=split_prior,
+                 logit_alpha=logit_alpha, learn_prior=learn_prior, bins=bins, transform=transform,
+                 patch_size=patch_size, blocks=blocks, layers_per_block=layers_per_block)
     applies = {
         "levels": flow == "glow" or (flow == "realnvp" and image),
         "coupling": flow == "glow", "lu": flow == "glow", "split_prior": flow == "glow",
         "logit_alpha": flow == "realnvp" and image, "learn_prior": flow == "realnvp" and image,
         "bins": flow == "nsf" or (flow == "maf" and (transform or base.get("transform")) == "spline"),
         "transform": flow == "maf",
+        "steps": flow != "tarflow",
+        "patch_size": flow == "tarflow", "blocks": flow == "tarflow", "layers_per_block": flow == "tarflow",
     }
     for opt, ok in applies.items():
         if given[opt] is not None and not ok:
             raise OptionError(f"{opt} does not apply to flow {flow} on {kind} data.", opt, flow, kind, given[opt])
     kw = dict(base)
     steps_key = {"glow": "steps", "realnvp": "couplings_per_stage", "nice": "couplings", "nsf": "couplings",
-                 "maf": "layers"}[flow]
+                 "maf": "layers", "tarflow": "blocks"}[flow]
     for key, value in ((steps_key, steps), ("levels", levels), ("coupling", coupling), ("lu", lu),
-                       ("logit_alpha", logit_alpha), ("bins", bins), ("transform", transform)):
+                       ("logit_alpha", logit_alpha), ("bins", bins), ("transform", transform),
+                       ("patch_size", patch_size), ("blocks", blocks), ("layers_per_block", layers_per_block)):
         if value is not None:
             kw[key] = value
     if learn_prior:
@@ -260,11 +273,11 @@ def _with_model_options(flow, kind, base, levels=None, steps=None, hidden=None, 
         kw["split_prior"] = value
     if hidden is not None:
         hidden = tuple(hidden) if isinstance(hidden, (list, tuple)) else (int(hidden),)
-        if flow == "glow" or (flow == "realnvp" and image):  # one channel count
+        if flow in ("glow", "tarflow") or (flow == "realnvp" and image):  # one channel count
             if len(hidden) != 1:
                 raise OptionError(f"hidden for {flow} on images is one channel count; got {hidden}.",
                                   "hidden", flow, kind, hidden)
-            kw["hidden_channels" if flow == "glow" else "hidden"] = hidden[0]
+            kw[{"glow": "hidden_channels", "tarflow": "width"}.get(flow, "hidden")] = hidden[0]
         else:  # MLP units: one count for every layer, or the list of them
             kw["hidden"] = list(hidden) if len(hidden) > 1 else [hidden[0]] * len(base["hidden"])
     return kw
@@ -303,9 +316,12 @@ def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
     if any(d is None for d in shape):
         what = repr(data_name) if data_name else "the data"
         raise ValueError(f"{what} has images of varying size {list(shape)}; the flows need one fixed size.")
-    if flow == "glow" and not image:
-        raise OptionError(f"glow works on images [H, W, C]; this is vector data of shape {list(shape)}.",
+    if flow in ("glow", "tarflow") and not image:
+        raise OptionError(f"{flow} works on images [H, W, C]; this is vector data of shape {list(shape)}.",
                           "flow", flow, kind, flow)
+    if not image and overrides.get("noise_sigma"):
+        raise OptionError("noise_sigma applies to image data; this is vector data.", "noise_sigma", flow, kind,
+                          overrides["noise_sigma"])
     if not image and overrides.get("dequantization") == "variational":
         raise OptionError("variational dequantization applies to image data; this is vector data.",
                           "dequantization", flow, kind, "variational")
@@ -351,7 +367,7 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
                              f"examples of {data_name!r} is unknown: give steps_per_epoch.")
     with (strategy or tf.distribute.get_strategy()).scope():
         model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits,
-                                dequantization=recipe.dequantization)
+                                dequantization=recipe.dequantization, noise_sigma=recipe.noise_sigma or 0.0)
         model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
                       clip_norm=recipe.clip_norm or None, jit_compile=jit_compile, ema_decay=recipe.ema_decay or None,
                       lr_schedule=recipe.lr_schedule, total_steps=steps)

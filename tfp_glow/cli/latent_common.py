@@ -21,6 +21,9 @@ def latent_grid(model, args):
     else:
         title = f"samples at temperature T={float(temperature):g}, seed {args.seed}"
     k = int(getattr(model, "num_classes", 0) or 0)
+    guidance = getattr(args, "guidance", None)
+    if guidance is not None:
+        title += f", guidance {guidance:g}"
     if not k and (args.labels or args.by_class):
         raise CLIError("--labels and --by-class need a class-conditional run (tfp-glow train --conditional); "
                        "this run is unconditional.")
@@ -40,9 +43,10 @@ def latent_grid(model, args):
                 labels, cols = np.arange(args.n) % k, k
                 caption = dict(title=f"{title}; one class per column", col_labels=[str(c) for c in range(k)])
             images = model.sample_images(len(labels), temperature, seed=args.seed, labels=labels,
-                                         level_temperatures=per_level)
+                                         level_temperatures=per_level, guidance=guidance)
             return images, cols, caption
-        images = model.sample_images(args.n, temperature, seed=args.seed, level_temperatures=per_level)
+        images = model.sample_images(args.n, temperature, seed=args.seed, level_temperatures=per_level,
+                                     guidance=guidance)
         return images, None, dict(title=title)
     except ValueError as e:
         raise CLIError(str(e)) from e

@@ -74,6 +74,9 @@ def add_sample_command(sub):
     s.add_argument("--level-temperatures", type=float_list, default=None,
                    help="one temperature per level, finest first (e.g. 0.5,0.8 for a 2-level glow); replaces "
                         "--temperature")
+    s.add_argument("--guidance", type=non_negative_float, default=None,
+                   help="class-conditional tarflow runs: classifier-free guidance g (extrapolate from the mean "
+                        "class by g; 0 = the conditional sample; default: off)")
 
 
 def add_evaluate_command(sub):

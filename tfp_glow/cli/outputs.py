@@ -46,7 +46,7 @@ def _numbers(values):
 
 
 def sample_name(args):
-    """`samples[_by_class][_labels_L](_t<T>|_levels_<T1-T2>)_seed<S>.png`: one name per kind of
+    """`samples[_by_class][_labels_L][_guidance<G>](_t<T>|_levels_<T1-T2>)_seed<S>.png`: one name per kind of
     grid `tfp-glow sample` draws (the plain one keeps `samples_t<T>_seed<S>.png`); another `--n`
     of the same kind is the same grid, larger or smaller, so it is refused, not renamed."""
     parts = ["samples"]
@@ -54,6 +54,8 @@ def sample_name(args):
         parts.append("by_class")
     if getattr(args, "labels", None):
         parts.append("labels_" + slug(_numbers(args.labels), limit=24))
+    if getattr(args, "guidance", None) is not None:
+        parts.append(f"guidance{args.guidance:g}")
     levels = getattr(args, "level_temperatures", None)
     parts.append(f"levels_{_numbers(levels)}" if levels else f"t{args.temperature:g}")
     parts.append(f"seed{args.seed}")

@@ -21,7 +21,8 @@ def run(args):
     model, config = load_run(args.run_dir)
     keras.utils.set_random_seed(args.seed)
     if model.is_image and (getattr(args, "labels", None) or getattr(args, "by_class", False)
-                           or getattr(args, "level_temperatures", None) or getattr(model, "num_classes", 0)):
+                           or getattr(args, "level_temperatures", None) or getattr(model, "num_classes", 0)
+                           or getattr(args, "guidance", None) is not None):
         images, cols, caption = latent_grid(model, args)  # by class and/or temperature per level
         if args.cols and args.cols != cols:  # the labels name the rows or columns of `cols`
             caption = dict(title=caption["title"])

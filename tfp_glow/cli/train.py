@@ -112,6 +112,7 @@ def _recipe(args, info, data_name, flow, stored):
     try:
         recipe = recipes.recipe_for(info.kind, shape, flow, data_name, n_bits=args.n_bits,
                                     dequantization=args.dequantization, ema_decay=args.ema,
+                                    noise_sigma=args.noise_sigma,
                                     **{k: getattr(args, k) for k in recipes.MODEL_OPTIONS})
     except recipes.OptionError as e:
         raise CLIError(_option_message(e, data_name, shape)) from e
@@ -146,8 +147,10 @@ def _schedule_entries(recipe):
 def _option_message(e, data_name, shape):
     """`recipes.OptionError` in the words of the command line (its flags, the data's name)."""
     if e.option == "flow":
-        return (f"glow works on images [H, W, C]; {data_name!r} is vector data of shape {list(shape)}. "
+        return (f"{e.flow} works on images [H, W, C]; {data_name!r} is vector data of shape {list(shape)}. "
                 f"Use --flow realnvp or --flow nice.")
+    if e.option == "noise_sigma":
+        return f"--noise-sigma applies to image data; {data_name!r} is vector data."
     if e.option == "n_bits":
         return f"--n-bits applies to image data; {data_name!r} is vector data."
     if e.option == "dequantization":

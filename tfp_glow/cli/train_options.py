@@ -13,7 +13,7 @@ from tfp_glow.cli.arg_types import (HelpFormatter, ema_decay, fraction, hidden_s
 __all__ = ["add_train_command", "FLOW_CHOICES", "STRATEGIES", "POLICIES", "DEFAULT_VAL_FRACTION",
            "DEFAULT_TEST_FRACTION", "DATA_HELP", "DEFAULTS_HELP"]
 
-FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf")  # tfp_glow.models.FLOWS
+FLOW_CHOICES = ("glow", "realnvp", "nice", "nsf", "maf", "tarflow")  # tfp_glow.models.FLOWS
 STRATEGIES = ("none", "mirrored", "multiworker")  # tfp_glow.training.distribute.STRATEGIES
 POLICIES = ("auto", "none", "mixed_bfloat16", "mixed_float16")  # tfp_glow.numerics.precision.CHOICES
 DEFAULT_VAL_FRACTION = 0.1  # tfp_glow.data.splits.DEFAULT_VAL_FRACTION
@@ -65,6 +65,8 @@ defaults per data kind (any option given explicitly wins; tfp_glow.recipes holds
                    each: 4 couplings of 2 x 128 units (vectors), 8 of 2 x 256 (images, flattened)
   maf:             5 MAF layers (affine, MADE 2 x 128 units; 2 x 256 on flattened images), the
                    order reversed between layers; --transform spline for spline MAF
+  tarflow:         images: 4 transformer autoregressive blocks of 4 layers, width 128, patch 4
+                   (8x8 digits: 2 layers, width 64, patch 2), the reference's MNIST configuration
 """
 
 
@@ -132,6 +134,10 @@ def _fit_options(t):
     t.add_argument("--n-bits", type=n_bits, default=None,
                    help="bit depth images are reduced to (default: 5 for digits, 8 for other images; "
                         "not used for vectors)")
+    t.add_argument("--noise-sigma", type=non_negative_float, default=None,
+                   help="images: train on Gaussian-noised batches with this sigma (TarFlow's generation mode, "
+                        "e.g. 0.05); samples are denoised with one score step, and the figures stay the "
+                        "clean uniform-dequantization bound (default 0: off; with --resume: the run's)")
     t.add_argument("--dequantization", choices=("uniform", "variational"), default=None,
                    help="images: uniform noise, or a learned q(u|x) trained jointly (Flow++); the figures are "
                         "then the variational bound (default: uniform; with --resume: the run's)")
@@ -166,6 +172,13 @@ def _model_options(t):
                    help="nsf, maf --transform spline: spline bins (default 8)")
     m.add_argument("--transform", choices=("affine", "spline"), default=None,
                    help="maf: elementwise transform of each autoregressive layer (default affine)")
+    m.add_argument("--patch-size", type=positive_int, default=None,
+                   help="tarflow: side p of the patch tokens, dividing H and W (default 4; 2 on 8x8)")
+    m.add_argument("--blocks", type=positive_int, default=None,
+                   help="tarflow: autoregressive blocks, token order flipped between them (default 4)")
+    m.add_argument("--layers-per-block", type=positive_int, default=None,
+                   help="tarflow: transformer layers per block (default 4; 2 on 8x8); --hidden is its width "
+                        "(default 128; 64 on 8x8), 64 per attention head")
 
 
 def _output_options(t):

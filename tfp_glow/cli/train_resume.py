@@ -47,6 +47,10 @@ def stored_config(args):
     if args.dequantization is not None and args.dequantization != run_deq:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --dequantization {run_deq}.")
     args.dequantization = run_deq
+    run_sigma = float(stored.get("noise_sigma", 0.0) or 0.0)
+    if args.noise_sigma is not None and float(args.noise_sigma) != run_sigma:
+        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --noise-sigma {run_sigma:g}.")
+    args.noise_sigma = run_sigma
     run_ema = stored.get("ema_decay") or None  # its averages are in the run's checkpoints
     if args.ema is not None and (args.ema or None) != run_ema:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --ema {run_ema or 'none'}.")

@@ -14,9 +14,7 @@ from tfp_glow.models.nsf_builder import nsf
 from tfp_glow.models.realnvp_builder import realnvp
 from tfp_glow.models.tarflow_builder import tarflow
 
-# the families the CLI and the recipes train (`tfp-glow train --flow`); `FlowConfig` builds these
-# and TarFlow, whose CLI defaults are not measured yet (issue 21)
-FLOWS = ("glow", "realnvp", "nice", "nsf", "maf")
+FLOWS = ("glow", "realnvp", "nice", "nsf", "maf", "tarflow")
 
 _BUILDERS = {"nice": nice, "realnvp": realnvp, "glow": glow, "nsf": nsf, "maf": maf, "tarflow": tarflow}
 
