@@ -78,4 +78,4 @@ def test_the_conditional_model_trains_samples_by_class_and_exports():
     samples = model.sample(4, 1.0, seed=0, labels=[0, 1, 2, 3]).numpy()
     assert samples.shape == (4, 8, 8, 1) and np.isfinite(samples).all()
     assert np.asarray(model.classify(x[:8])).shape == (8,)
-    assert serving.signature_names(model) == serving.CONDITIONAL_SIGNATURES
+    assert serving.signature_names(model) == serving.CONDITIONAL_SIGNATURES + ("sample_guided",)
