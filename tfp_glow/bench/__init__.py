@@ -24,6 +24,9 @@ sampling or serving a model needs:
 - `baselines_tfp`: TFP's `tfb.Glow` and `tfb.RealNVP` rebuilt to match our models (with TFP's
   bundled `tf_keras`). `speed` and `examples/compare_tfp_digits.py` use it.
 - `baselines_torch`: the PyTorch peer, normflows' Glow trained for a wall-clock budget.
+- `tarflow_speed`: `--tarflow-reference PATH`, our TarFlow against apple/ml-tarflow's `Model`
+  (train step and sampling, one process; imports torch); `tarflow_reference` writes the
+  reference's `MetaBlock` outputs on fixed weights as the test fixture (torch only, no tfp_glow).
 
 What it may import
 ------------------

@@ -3,7 +3,7 @@ one function each, and the help texts they share with `evaluate` (`DATA_HELP`,
 `DEFAULTS_HELP`). Standard library only: `tfp-glow --help` builds the parser without
 TensorFlow. The defaults that depend on the data live in `tfp_glow.recipes` (the options
 default to `None`, "not given"); the parser repeats those values and choices
-(tests/test_startup.py, test_recipes.py check them).
+(tests/cli/test_startup.py, tests/test_recipes.py check them).
 """
 import argparse
 
