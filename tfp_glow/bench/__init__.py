@@ -40,9 +40,11 @@ and point one way (`cli` also imports most of them directly); no submodule impor
     cli -> quality -> quality_sides, quality_report -> quality_config -> quality_options
     cli -> run -> scaling -> rss -> speed -> baselines_tfp, config
     run -> profile -> speed;  run -> report -> config
+    cli -> tarflow_speed -> speed (only for --tarflow-reference)
 
-`torch` and `normflows` are imported by `baselines_torch` alone, and only
-`quality_sides.run_normflows` imports that, inside the normflows child process. So neither
+`torch` and `normflows` are imported by `baselines_torch`, which only
+`quality_sides.run_normflows` imports, inside the normflows child process; `torch` also by
+`tarflow_speed`, which `cli` imports only for `--tarflow-reference`. So neither
 `import tfp_glow` nor `import tfp_glow.bench` loads torch, and without torch the peer is
 reported as unavailable.
 
