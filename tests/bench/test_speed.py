@@ -155,3 +155,13 @@ def test_the_tarflow_reference_bench_says_what_it_needs(capsys):
     err = capsys.readouterr().err if not isinstance(rc, str) else rc
     assert rc not in (0, None)
     assert ("tfp_glow[bench]" in err) or ("/nonexistent/transformer_flow.py" in err), err
+
+
+def test_the_input_check_cost_bench_prints_both_step_times(capsys):
+    from tfp_glow import bench
+    rc = bench.main(["--input-check-cost", "--levels", "1", "--steps", "1", "--hidden", "8", "--image-size", "8",
+                     "--batch", "4", "--iters", "2", "--warmup", "0", "--no-xla", "--no-matmul", "--no-floor"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ms with the check" in out and "ms without" in out, out
+    from tfp_glow.training import input_checks
+    assert input_checks.batch_code.__name__ == "batch_code"  # the switch is undone

@@ -71,6 +71,9 @@ def build_parser(prog="tfp-glow bench"):
                    help="instead: train our Glow and PyTorch normflows' Glow for the same wall-clock budget and "
                         "compare test bits/dim, img/s and sample finiteness; its own options follow "
                         "(tfp-glow bench --quality --help)")
+    p.add_argument("--input-check-cost", action="store_true",
+                   help="instead: what the in-graph input check of float batches costs our train step (two "
+                        "copies of our Glow, with and without it, alternating)")
     p.add_argument("--tarflow-reference", metavar="PATH", default=None,
                    help="instead: our TarFlow against apple/ml-tarflow's Model (its transformer_flow.py at PATH; "
                         "needs torch): train-step img/s and sampling time (tfp-glow bench --tarflow-reference X "

@@ -6,7 +6,7 @@ import os
 
 import tensorflow as tf
 
-from tfp_glow.bench import profile, report, rss, scaling, speed
+from tfp_glow.bench import input_check_cost, profile, report, rss, scaling, speed
 from tfp_glow.bench.config import BenchError, check_config
 
 __all__ = ["run"]
@@ -31,6 +31,9 @@ def run(args):
               "measuring without recomputation.")
         args.recompute = "none"
         check_config(args, which)
+    if args.input_check_cost:
+        input_check_cost.measure(args)
+        return 0
     if args._cell:
         scaling.cell_child(args)
         return 0
