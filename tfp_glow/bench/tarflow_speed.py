@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import keras
 import numpy as np
@@ -36,7 +35,7 @@ import tensorflow as tf
 sys.modules.setdefault("triton", None)
 import torch  # noqa: E402
 
-from tfp_glow.bench.speed import sync  # noqa: E402
+from tfp_glow.bench.speed import sync, timed  # noqa: E402
 from tfp_glow.models import FlowConfig, count_parameters  # noqa: E402
 from tfp_glow.training import FlowModel  # noqa: E402
 
@@ -114,9 +113,7 @@ class Reference:
 
 
 def _timed(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    return timed(fn, False)[0]
 
 
 def measure(args):

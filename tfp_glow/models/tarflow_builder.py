@@ -12,16 +12,12 @@ from tfp_glow.models.distribution import _distribution
 HEAD_WIDTH = 64  # the reference's width per attention head
 
 
-def _check_tarflow_arguments(event_shape, patch_size, blocks):
+def _check_tarflow_arguments(event_shape, blocks):
+    """What the blocks themselves cannot check (each block checks its patch size, width and heads)."""
     if len(event_shape) != 3:
         raise ValueError(f"tarflow expects event shape [H, W, C]; received {list(event_shape)}.")
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
         raise ValueError(f"blocks must be a positive int; received {blocks!r}.")
-    h, w, _ = event_shape
-    if isinstance(patch_size, int) and not isinstance(patch_size, bool) and patch_size > 0 and (h % patch_size
-                                                                                                 or w % patch_size):
-        raise ValueError(f"patch_size {patch_size} must divide the image height and width; received image "
-                         f"shape {list(event_shape)}.")
 
 
 def tarflow_bijector(event_shape, patch_size=4, width=128, blocks=4, layers_per_block=4, heads=None, expansion=4,
@@ -52,7 +48,7 @@ def tarflow_bijector(event_shape, patch_size=4, width=128, blocks=4, layers_per_
       (TarFlow; apple/ml-tarflow's `Model`).
     """
     event_shape = tuple(int(d) for d in event_shape)
-    _check_tarflow_arguments(event_shape, patch_size, blocks)
+    _check_tarflow_arguments(event_shape, blocks)
     _check_num_classes(num_classes)
     heads = max(1, int(width) // HEAD_WIDTH) if heads is None else heads
     parts = [TransformerAutoregressive(event_shape, patch_size=patch_size, width=width, layers=layers_per_block,
