@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from tfp_glow import recipes
+from tfp_glow.bench import quality_variants
 
 # the parser and its constants import no TensorFlow (`tfp-glow bench --quality --help`)
 from tfp_glow.bench.quality_options import DATA_SHAPES, JSON_TAG, PROG, SIDES, build_parser  # noqa: F401
@@ -79,7 +80,7 @@ def parse_variant(text):
 def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidden=None, batch_size=None,
                    learning_rate=None, warmup_steps=None, clip_norm=None, seed=0, which=SIDES,
                    curve_every=10, out="bench_quality", clip_norm_given=False, torch_threads=None,
-                   step_budget=None, seeds=1, variants=None):
+                   step_budget=None, seeds=1, variants=None, flow="glow"):
     """Check the options and fill the unset ones from the recipe (or fallback); returns a dict.
 
     `clip_norm=None` means "the default" unless `clip_norm_given` (then it means off).
@@ -103,7 +104,12 @@ def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidde
         budgets = _number_list(budget, "--budget", float, "a number of seconds > 0 (or several, comma-separated)")
         budget = budgets[-1]
     seeds = positive_int(seeds, "--seeds")
-    parsed = [parse_variant(v) for v in (variants or ["ours"])]
+    # with --flow tarflow and no --ours, our two sides are named by their flows
+    parsed = [parse_variant(v) for v in (variants or ["glow:" if flow == "tarflow" else "ours"])]
+    if flow not in ("glow", "tarflow"):
+        raise ValueError(f"--flow must be glow or tarflow; received {flow!r}.")
+    if flow == "tarflow" and not any(o.get("flow") == "tarflow" for _, o in parsed):
+        parsed.append(("tarflow", {"flow": "tarflow"}))
     names = [n for n, _ in parsed]
     if len(set(names)) != len(names):
         raise ValueError(f"--ours variants need distinct names; received {names}.")
@@ -142,7 +148,18 @@ def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidde
     cfg.update(data=data, shape=list(shape), budget=budget, budgets=budgets, step_budgets=step_budgets,
                seed=int(seed), seeds=[int(seed) + i for i in range(seeds)], variants=dict(parsed), which=which,
                curve_every=int(curve_every), out=out, torch_threads=int(torch_threads), defaults_source=source)
+    for name, options in cfg["variants"].items():  # a bad variant fails here, not in its child
+        try:
+            quality_variants.ours_settings(cfg, options)
+        except ValueError as e:
+            raise ValueError(f"variant {name!r}: {e}") from None
     return cfg
+
+
+def tarflow_kwargs(cfg):
+    """`{variant: builder arguments}` of the variants that run TarFlow."""
+    return {name: quality_variants.ours_settings(cfg, o)["flow_kwargs"] for name, o in cfg["variants"].items()
+            if o.get("flow") == "tarflow"}
 
 
 def budget_points(cfg):
@@ -167,7 +184,7 @@ def config_from_args(args):
                           warmup_steps=args.warmup_steps, clip_norm=getattr(args, "clip_norm", None),
                           clip_norm_given=given, seed=args.seed, which=args.which, curve_every=args.curve_every,
                           out=args.out, torch_threads=args.torch_threads, step_budget=args.step_budget,
-                          seeds=args.seeds, variants=args.ours)
+                          seeds=args.seeds, variants=args.ours, flow=args.flow)
 
 
 def child_argv(side, cfg, seed=None, variant=None):

@@ -31,6 +31,7 @@ def build_parser(prog=PROG):
                "  tfp-glow bench --quality --data digits28 --budget 60\n"
                "  tfp-glow bench --quality --data photos32 --budget 600 --warmup-steps 200 --clip-norm 50\n"
                "  tfp-glow bench --quality --which ours --budget 30\n"
+               "  tfp-glow bench --quality --flow tarflow --data photos32 --budget 600\n"
                "Defaults of the architecture and training are the CLI's (tfp_glow.recipes). "
                "The normflows side needs torch and normflows: pip install \"tfp_glow[bench]\".",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +58,9 @@ def build_parser(prog=PROG):
     t.add_argument("--seed", type=int, default=0, help="seed of both sides (default 0)")
     r = p.add_argument_group("run")
     r.add_argument("--which", default=",".join(SIDES), help="sides to run, comma-separated (default ours,normflows)")
+    r.add_argument("--flow", choices=("glow", "tarflow"), default="glow",
+                   help="tarflow: also run our TarFlow with the CLI's recipe (`tfp-glow train --flow tarflow`) as "
+                        "variant `tarflow`, against our Glow and the peer in the same run (default glow: no TarFlow)")
     r.add_argument("--ours", action="append", default=None, metavar="NAME:KEY=VALUE,...",
                    help="a variant of our side for an ablation, repeatable: e.g. --ours base: --ours "
                         "smin0:scale_min=0 --ours ema:ema=0.999 (keys: tfp_glow.bench.quality_variants.OURS_OPTIONS). "

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from tfp_glow.plots import canvas
-from tfp_glow.bench.quality_config import budget_points
+from tfp_glow.bench.quality_config import budget_points, tarflow_kwargs
 
 
 def _fmt(v, spec):
@@ -197,7 +197,7 @@ def plot_curves(runs, cfg, path):
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7)
     n = len(cfg["seeds"])
-    fig.suptitle(f"Glow L={cfg['levels']} K={cfg['steps']} h={cfg['hidden']} on {cfg['data']}, batch "
+    fig.suptitle(f"{architectures(cfg)} on {cfg['data']}, batch "
                  f"{cfg['batch_size']}, {n} seed{'s' * (n > 1)}: train (lines) and test (points, min-max)",
                  fontsize=10)
     fig.tight_layout()
@@ -211,13 +211,21 @@ def plots_colors(n):
     return [order[i % len(order)] for i in range(n)]
 
 
+def architectures(cfg, long=False):
+    """"Glow L=.. K=.. h=.." and, for TarFlow variants, "TarFlow p=.. w=.. 4x4" (blocks x layers)."""
+    glow = f"Glow L={cfg['levels']} K={cfg['steps']} " + ("hidden " if long else "h=") + str(cfg["hidden"])
+    tar = [f"TarFlow p={k['patch_size']} w={k['width']} {k['blocks']}x{k['layers_per_block']}"
+           + (f" ({name})" if long else "") for name, k in tarflow_kwargs(cfg).items()]
+    return ", ".join([glow] + list(dict.fromkeys(tar)))
+
+
 def describe(cfg):
     """The configuration in one line, for the head of the report."""
     clip = "off" if cfg["clip_norm"] is None else f"{cfg['clip_norm']:g}"
     budget = (", ".join(_point_label(u, v) for u, v in budget_points(cfg)))
     variants = "; ".join(f"{k}: " + (",".join(f"{a}={b}" for a, b in v.items()) or "recipe")
                          for k, v in cfg["variants"].items())
-    return (f"{cfg['data']} {cfg['shape']}: Glow L={cfg['levels']} K={cfg['steps']} hidden {cfg['hidden']}, "
+    return (f"{cfg['data']} {cfg['shape']}: {architectures(cfg, long=True)}, "
             f"batch {cfg['batch_size']}, Adam lr {cfg['learning_rate']:g}, warmup {cfg['warmup_steps']} steps, "
             f"clip {clip}, seeds {cfg['seeds']}, budgets {budget} (defaults: {cfg['defaults_source']}); "
             f"our variants: {variants}")

@@ -134,17 +134,22 @@ def _nonfinite_from(model, logs):
     return None
 
 
+def _kwargs_text(kwargs):
+    return " ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
 def build_ours(cfg, shape, options):
     """Our compiled `FlowModel` for a variant (`quality_variants.ours_settings`); returns
     `(model, note)`, the note saying how it was set up."""
     s = quality_variants.ours_settings(cfg, options)
     keras.mixed_precision.set_global_policy("float32" if s["mixed_precision"] == "none" else s["mixed_precision"])
-    model = training.FlowModel(models.FlowConfig("glow", shape, s["flow_kwargs"]), n_bits=8, eval_seed=EVAL_SEED)
+    model = training.FlowModel(models.FlowConfig(s["flow"], shape, s["flow_kwargs"]), n_bits=8, eval_seed=EVAL_SEED)
     if s["conv_init"] == "torch":
         quality_variants.torch_default_init(model, cfg["seed"])
     model.compile(s["optimizer"], **s["compile"])
     opt = model.optimizer
-    note = (f"{type(opt).__name__}(epsilon={opt.epsilon:g}), warmup {s['compile']['warmup_steps']}, clip "
+    note = (f"{s['flow']} {_kwargs_text(s['flow_kwargs'])}, {type(opt).__name__}(epsilon={opt.epsilon:g}), "
+            f"lr {s['learning_rate']:g}, warmup {s['compile']['warmup_steps']}, clip "
             f"{s['compile']['clip_norm']}, policy {keras.mixed_precision.dtype_policy().name}")
     return model, note + "".join(f", {k}={v}" for k, v in options.items())
 

@@ -12,12 +12,20 @@ them into what the model builder, the optimizer and `FlowModel.compile` take.
     --ours torchinit:conv_init=torch           # PyTorch's default init of the conditioner convs
     --ours ema:ema=0.999                       # Polyak averaging of the weights for evaluation
     --ours cos:lr_schedule=cosine              # cosine decay to 0 at the last --step-budget
+    --ours tarflow:flow=tarflow                # our TarFlow with the CLI's recipe (`--flow tarflow`)
+
+A `flow=tarflow` variant takes the architecture, learning rate, warmup, clip and weight average
+of `tfp-glow train --flow tarflow` (`recipes.recipe_for`) for the bench's data, so it is our
+TarFlow as a user gets it; `lr`, `warmup`, `clip`, `ema` and the TarFlow keys (`patch_size`,
+`width`, `blocks`, `layers_per_block`) change it. The batch size is the bench's, shared by every
+side. The Glow-only keys are refused on it.
 """
 import math
 
 import keras
 import numpy as np
 
+from tfp_glow import recipes
 from tfp_glow.numerics import precision
 
 
@@ -53,6 +61,13 @@ def _count(text):
     return v
 
 
+def _positive(text):
+    v = int(text)
+    if v < 1:
+        raise ValueError
+    return v
+
+
 def _clip(text):
     return None if text.lower() in ("none", "off", "0") else _float(0.0, lo_open=True)(text)
 
@@ -80,7 +95,15 @@ OURS_OPTIONS = {
     "lr": (_float(0.0, lo_open=True), "a float > 0", "the learning rate"),
     "warmup": (_count, "an integer >= 0", "linear warmup steps"),
     "clip": (_clip, "a float > 0 or none", "the global gradient-norm clip"),
+    "flow": (_choice("glow", "tarflow"), "glow or tarflow",
+             "the flow (tarflow: the CLI's TarFlow recipe for the data, tfp_glow.recipes)"),
+    "patch_size": (lambda t: _positive(t), "an integer >= 1", "tarflow: the patch side p (tokens of p x p pixels)"),
+    "width": (lambda t: _positive(t), "an integer >= 1", "tarflow: the transformer width"),
+    "blocks": (lambda t: _positive(t), "an integer >= 1", "tarflow: autoregressive blocks"),
+    "layers_per_block": (lambda t: _positive(t), "an integer >= 1", "tarflow: transformer layers per block"),
 }
+GLOW_ONLY = ("scale_min", "split_prior", "learn_top", "prior_logscale", "conv_init")
+TARFLOW_ONLY = ("patch_size", "width", "blocks", "layers_per_block")
 
 
 def parse_options(options):
@@ -97,29 +120,45 @@ def parse_options(options):
     return out
 
 
+def _tarflow_defaults(cfg):
+    """`(flow_kwargs, lr, warmup, clip, ema)` of `tfp-glow train --flow tarflow` on `cfg["data"]`."""
+    r = recipes.recipe_for("image", tuple(cfg["shape"]), "tarflow", cfg["data"])
+    return dict(r.flow_kwargs), float(r.learning_rate), int(r.warmup_steps or 0), r.clip_norm or None, r.ema_decay
+
+
 def ours_settings(cfg, options):
     """What to build and compile for a variant with `options` (`{key: text}`) under `cfg`.
 
-    Returns a dict: `flow_kwargs` (for `models.glow`), `optimizer` (a fresh Keras optimizer),
-    `compile` (keyword arguments of `FlowModel.compile`), `mixed_precision` (resolved: `auto`, the
-    default as in `tfp-glow train`, becomes `mixed_bfloat16` on hardware with native bf16, else
-    `none`) and `conv_init`.
+    Returns a dict: `flow` (`"glow"` or `"tarflow"`), `flow_kwargs` (for its builder), `optimizer`
+    (a fresh Keras optimizer), `compile` (keyword arguments of `FlowModel.compile`),
+    `mixed_precision` (resolved: `auto`, the default as in `tfp-glow train`, becomes
+    `mixed_bfloat16` on hardware with native bf16, else `none`) and `conv_init`.
 
     Raises:
-      ValueError: a bad value, or `lr_schedule=cosine` without a step budget (the schedule
-        needs to know where the run ends).
+      ValueError: a bad value, a key of the other flow, or `lr_schedule=cosine` without a step
+        budget (the schedule needs to know where the run ends).
     """
     o = parse_options(options)
-    flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"],
-                       split_prior=cfg.get("split_prior", True))
-    for key in ("scale_min", "split_prior", "learn_top"):
-        if key in o:
-            flow_kwargs[key] = o[key]
-    if o.get("prior_logscale"):
-        flow_kwargs["prior_logscale_factor"] = o["prior_logscale"]
-    lr = o.get("lr", cfg["learning_rate"])
-    warmup = o.get("warmup", cfg["warmup_steps"])
-    compile_kwargs = dict(warmup_steps=warmup, clip_norm=o.get("clip", cfg["clip_norm"]), max_nonfinite_steps=None)
+    flow = o.get("flow", "glow")
+    foreign = [k for k in (GLOW_ONLY if flow == "tarflow" else TARFLOW_ONLY) if k in o]
+    if foreign:
+        raise ValueError(f"--ours: {', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not an option of "
+                         f"flow={flow}" + ("" if flow == "tarflow" else " (add flow=tarflow)") + ".")
+    if flow == "tarflow":
+        flow_kwargs, lr, warmup, clip, ema = _tarflow_defaults(cfg)
+        flow_kwargs.update({k: o[k] for k in TARFLOW_ONLY if k in o})
+    else:
+        flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"],
+                           split_prior=cfg.get("split_prior", True))
+        for key in ("scale_min", "split_prior", "learn_top"):
+            if key in o:
+                flow_kwargs[key] = o[key]
+        if o.get("prior_logscale"):
+            flow_kwargs["prior_logscale_factor"] = o["prior_logscale"]
+        lr, warmup, clip, ema = cfg["learning_rate"], cfg["warmup_steps"], cfg["clip_norm"], cfg.get("ema_decay")
+    lr = o.get("lr", lr)
+    compile_kwargs = dict(warmup_steps=o.get("warmup", warmup), clip_norm=o.get("clip", clip),
+                          max_nonfinite_steps=None)
     if o.get("lr_schedule") == "cosine":
         if not cfg["step_budgets"]:
             raise ValueError("--ours lr_schedule=cosine needs --step-budget: it decays to 0 at the last one.")
@@ -127,11 +166,13 @@ def ours_settings(cfg, options):
         compile_kwargs.update(lr_schedule="cosine", total_steps=int(cfg["step_budgets"][-1]))
     cls = keras.optimizers.Adamax if o.get("optimizer") == "adamax" else keras.optimizers.Adam
     opt_kwargs = {"epsilon": o["epsilon"]} if "epsilon" in o else {}
-    ema = o.get("ema", cfg.get("ema_decay"))  # the recipe's, unless the variant sets it (0: off)
+    ema = o.get("ema", ema)  # the recipe's, unless the variant sets it (0: off)
     if ema:
         compile_kwargs["ema_decay"] = ema
-    return dict(flow_kwargs=flow_kwargs, optimizer=cls(lr, **opt_kwargs), compile=compile_kwargs,
-                mixed_precision=precision.resolve_policy(o.get("mixed_precision", "auto")), conv_init=o.get("conv_init", "keras"))
+    return dict(flow=flow, flow_kwargs=flow_kwargs, optimizer=cls(lr, **opt_kwargs), learning_rate=lr,
+                compile=compile_kwargs,
+                mixed_precision=precision.resolve_policy(o.get("mixed_precision", "auto")),
+                conv_init=o.get("conv_init", "keras"))
 
 
 def torch_default_init(model, seed=0):
