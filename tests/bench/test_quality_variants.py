@@ -80,3 +80,20 @@ def test_the_child_trains_a_tiny_tarflow_and_measures_it_like_glow():
                                                       layers_per_block=1))
     assert r["params"] == expected
     json.dumps(r)
+
+
+def test_beta2_and_adamw_reach_the_optimizer():
+    import keras
+    s = quality_variants.ours_settings(_cfg(), {"flow": "tarflow", "optimizer": "adamw", "beta2": "0.95"})
+    opt = s["optimizer"]
+    assert isinstance(opt, keras.optimizers.AdamW)
+    assert opt.beta_2 == 0.95 and opt.weight_decay == pytest.approx(1e-4)
+    assert quality_variants.ours_settings(_cfg(), {})["optimizer"].beta_2 == 0.999  # Keras' default
+    with pytest.raises(ValueError, match=r"beta2 must be a float in \(0, 1\); received '1'"):
+        quality_variants.ours_settings(_cfg(), {"beta2": "1"})
+
+
+def test_a_tarflow_only_bench_does_not_name_a_glow_it_does_not_run():
+    cfg = _cfg(variants=["t:flow=tarflow"])
+    assert quality_report.architectures(cfg) == "TarFlow p=4 w=128 4x4"
+    assert quality_report.architectures(_cfg(variants=["t:flow=tarflow"], which="ours,normflows")).startswith("Glow")

@@ -213,10 +213,12 @@ def plots_colors(n):
 
 def architectures(cfg, long=False):
     """"Glow L=.. K=.. h=.." and, for TarFlow variants, "TarFlow p=.. w=.. 4x4" (blocks x layers)."""
-    glow = f"Glow L={cfg['levels']} K={cfg['steps']} " + ("hidden " if long else "h=") + str(cfg["hidden"])
+    tarflows = tarflow_kwargs(cfg)
+    runs_glow = any(name not in tarflows for name in cfg["variants"]) or any(w != "ours" for w in cfg["which"])
+    glow = [f"Glow L={cfg['levels']} K={cfg['steps']} " + ("hidden " if long else "h=") + str(cfg["hidden"])]
     tar = [f"TarFlow p={k['patch_size']} w={k['width']} {k['blocks']}x{k['layers_per_block']}"
-           + (f" ({name})" if long else "") for name, k in tarflow_kwargs(cfg).items()]
-    return ", ".join([glow] + list(dict.fromkeys(tar)))
+           + (f" ({name})" if long else "") for name, k in tarflows.items()]
+    return ", ".join(glow * runs_glow + list(dict.fromkeys(tar)))
 
 
 def describe(cfg):

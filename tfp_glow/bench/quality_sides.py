@@ -148,7 +148,7 @@ def build_ours(cfg, shape, options):
         quality_variants.torch_default_init(model, cfg["seed"])
     model.compile(s["optimizer"], **s["compile"])
     opt = model.optimizer
-    note = (f"{s['flow']} {_kwargs_text(s['flow_kwargs'])}, {type(opt).__name__}(epsilon={opt.epsilon:g}), "
+    note = (f"{s['flow']} {_kwargs_text(s['flow_kwargs'])}, {type(opt).__name__}(epsilon={opt.epsilon:g}), beta_2 {opt.beta_2:g}, "
             f"lr {s['learning_rate']:g}, warmup {s['compile']['warmup_steps']}, clip "
             f"{s['compile']['clip_norm']}, policy {keras.mixed_precision.dtype_policy().name}")
     return model, note + "".join(f", {k}={v}" for k, v in options.items())

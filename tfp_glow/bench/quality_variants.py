@@ -12,6 +12,7 @@ them into what the model builder, the optimizer and `FlowModel.compile` take.
     --ours torchinit:conv_init=torch           # PyTorch's default init of the conditioner convs
     --ours ema:ema=0.999                       # Polyak averaging of the weights for evaluation
     --ours cos:lr_schedule=cosine              # cosine decay to 0 at the last --step-budget
+    --ours b95:beta2=0.95                      # Adam's second-moment decay of TarFlow's reference
     --ours tarflow:flow=tarflow                # our TarFlow with the CLI's recipe (`--flow tarflow`)
 
 A `flow=tarflow` variant takes the architecture, learning rate, warmup, clip and weight average
@@ -82,7 +83,10 @@ OURS_OPTIONS = {
     "prior_logscale": (_float(0.0), "a float >= 0",
                        "openai/glow's logscale_factor on the conditional split priors' output (0: none)"),
     "epsilon": (_float(0.0, lo_open=True), "a float > 0", "Adam's epsilon (Keras 1e-7, PyTorch 1e-8)"),
-    "optimizer": (_choice("adam", "adamax"), "adam or adamax", "the optimizer (Adamax: Flow++, DenseFlow)"),
+    "optimizer": (_choice("adam", "adamax", "adamw"), "adam, adamax or adamw",
+                  "the optimizer (Adamax: Flow++, DenseFlow; AdamW with weight decay 1e-4: TarFlow's reference)"),
+    "beta2": (_float(0.0, 1.0, lo_open=True, hi_open=True), "a float in (0, 1)",
+              "Adam's second-moment decay (Keras 0.999; TarFlow's reference 0.95)"),
     "ema": (_float(0.0, 1.0, hi_open=True), "a float in [0, 1)",
             "decay of the moving average of the weights used for evaluation (0: off)"),
     "lr_schedule": (_choice("constant", "cosine"), "constant or cosine",
@@ -164,8 +168,13 @@ def ours_settings(cfg, options):
             raise ValueError("--ours lr_schedule=cosine needs --step-budget: it decays to 0 at the last one.")
         # FlowModel.compile's: constant through the warmup, then a half cosine to 0 at the last budget
         compile_kwargs.update(lr_schedule="cosine", total_steps=int(cfg["step_budgets"][-1]))
-    cls = keras.optimizers.Adamax if o.get("optimizer") == "adamax" else keras.optimizers.Adam
+    name = o.get("optimizer", "adam")
+    cls = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax, "adamw": keras.optimizers.AdamW}[name]
     opt_kwargs = {"epsilon": o["epsilon"]} if "epsilon" in o else {}
+    if "beta2" in o:
+        opt_kwargs["beta_2"] = o["beta2"]
+    if name == "adamw":
+        opt_kwargs["weight_decay"] = 1e-4  # the reference's (Keras' default: 4e-3)
     ema = o.get("ema", ema)  # the recipe's, unless the variant sets it (0: off)
     if ema:
         compile_kwargs["ema_decay"] = ema
