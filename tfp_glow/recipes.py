@@ -61,11 +61,14 @@ from tfp_glow.models import FlowConfig
 from tfp_glow.training import FlowModel
 
 __all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model", "glow_levels", "default_flow",
-           "default_run_dir", "total_steps"]
+           "default_run_dir", "total_steps", "conditional_label_dropout"]
 
 FLOWS = models.FLOWS  # the flow families, as the model builders name them
 #: The weight average that Glow on images larger than 8x8 evaluates and samples with.
 GLOW_EMA_DECAY = 0.999
+#: The share of labels a class-conditional TarFlow drops in training, for guided sampling (the
+#: reference's classifier-free guidance setting, `train.py --drop_label 0.1`).
+LABEL_DROPOUT = 0.1
 MODEL_OPTIONS = ("levels", "steps", "hidden", "coupling", "lu", "split_prior", "logit_alpha", "learn_prior", "bins",
                  "transform", "patch_size", "blocks", "layers_per_block")
 #: `split_prior` as the CLI names it -> `models.glow(split_prior=...)`.
@@ -90,6 +93,9 @@ class Recipe:
         after the warmup).
       noise_sigma: `FlowModel`'s Gaussian noise on the training batches (generation mode,
         images only; 0: none).
+      label_dropout: `ConditionalFlowModel`'s share of training labels replaced by the mean
+        class (classifier-free guidance); `None`: the conditional default (`LABEL_DROPOUT` for
+        TarFlow, whose samples take guidance; 0 for the others).
     """
 
     flow: str
@@ -105,6 +111,7 @@ class Recipe:
     ema_decay: Optional[float] = None
     lr_schedule: str = "constant"
     noise_sigma: float = 0.0
+    label_dropout: Optional[float] = None
 
     def merged(self, **values):
         """This recipe with every given value in place of its own (`None` = not given; 0 is given).
@@ -329,6 +336,12 @@ def recipe_for(kind, shape, flow=None, data_name=None, **overrides):
     return recipe.merged(flow_kwargs=_with_model_options(flow, kind, recipe.flow_kwargs, **options))
 
 
+def conditional_label_dropout(flow):
+    """The default `label_dropout` of a class-conditional `flow`: `LABEL_DROPOUT` for TarFlow (its
+    samples take classifier-free guidance), 0 for the others."""
+    return LABEL_DROPOUT if flow == "tarflow" else 0.0
+
+
 def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_dir=None, strategy=None,
                 jit_compile="auto", **overrides):
     """A compiled, untrained `FlowModel` for a data source, and the `Recipe` it follows.
@@ -366,8 +379,10 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
             raise ValueError(f"lr_schedule 'cosine' decays over the run's steps, and the number of training "
                              f"examples of {data_name!r} is unknown: give steps_per_epoch.")
     with (strategy or tf.distribute.get_strategy()).scope():
+        conditional = {"label_dropout": recipe.label_dropout} if recipe.label_dropout else {}
         model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits,
-                                dequantization=recipe.dequantization, noise_sigma=recipe.noise_sigma or 0.0)
+                                dequantization=recipe.dequantization, noise_sigma=recipe.noise_sigma or 0.0,
+                                **conditional)
         model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
                       clip_norm=recipe.clip_norm or None, jit_compile=jit_compile, ema_decay=recipe.ema_decay or None,
                       lr_schedule=recipe.lr_schedule, total_steps=steps)

@@ -64,3 +64,23 @@ def test_guidance_and_tarflow_options_where_they_do_not_apply(tmp_path):
     assert rc == 0, out + err
     rc, out, err = run_cli(["sample", run_dir, "--guidance", "1.0"])
     assert rc != 0 and "class-conditional" in out + err
+
+
+def test_a_conditional_tarflow_drops_a_tenth_of_its_labels_by_default_and_keeps_it(conditional_run):
+    from tfp_glow import recipes, runs
+    config = json.load(open(os.path.join(conditional_run, "config.json")))
+    assert config["label_dropout"] == recipes.LABEL_DROPOUT == 0.1  # the reference's drop_label
+    assert runs.load_run(conditional_run).label_dropout == 0.1
+    rc, out, err = run_cli(["train", "--resume", "--run-dir", conditional_run, "--conditional", "--epochs", "2",
+                            "--label-dropout", "0.3", "--verbose", "0"])
+    assert rc != 0 and "--label-dropout 0.1" in out + err
+
+
+def test_label_dropout_is_refused_where_it_does_not_apply(tmp_path):
+    rc, out, err = run_cli(["train", "--epochs", "1", *TINY, "--label-dropout", "0.2",
+                            "--run-dir", str(tmp_path / "u")])
+    assert rc != 0 and "--label-dropout applies to class-conditional runs (--conditional)" in out + err
+    rc, out, err = run_cli(["train", "--conditional", "--epochs", "1", *TINY, "--label-dropout", "1.5",
+                            "--run-dir", str(tmp_path / "c")])
+    assert rc != 0 and "label_dropout must be a float in [0, 1)" in out + err
+    assert not os.path.exists(tmp_path / "c" / "config.json")

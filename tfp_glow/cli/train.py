@@ -112,7 +112,7 @@ def _recipe(args, info, data_name, flow, stored):
     try:
         recipe = recipes.recipe_for(info.kind, shape, flow, data_name, n_bits=args.n_bits,
                                     dequantization=args.dequantization, ema_decay=args.ema,
-                                    noise_sigma=args.noise_sigma,
+                                    noise_sigma=args.noise_sigma, label_dropout=args.label_dropout,
                                     **{k: getattr(args, k) for k in recipes.MODEL_OPTIONS})
     except recipes.OptionError as e:
         raise CLIError(_option_message(e, data_name, shape)) from e

@@ -50,6 +50,8 @@ class Unlabelled:
         return {s: x for s, (x, _) in loaded.items()}, {s: None for s in splits.SPLITS}, loaded["train"][1], 0
 
     def recipe(self, recipe, info, data_name, flow):
+        if recipe.label_dropout:
+            raise CLIError("--label-dropout applies to class-conditional runs (--conditional).")
         return recipe
 
     def run_dir(self, flow, data_name, dequantization=None):
@@ -105,7 +107,9 @@ class Labelled(Unlabelled):
     def recipe(self, recipe, info, data_name, flow):
         if flow == "nice":
             raise CLIError("--conditional works with --flow glow or realnvp (nice takes no class conditioning).")
-        return recipe.merged(flow_kwargs={**recipe.flow_kwargs, "num_classes": int(self.num_classes)})
+        dropout = recipes.conditional_label_dropout(flow) if recipe.label_dropout is None else recipe.label_dropout
+        return recipe.merged(flow_kwargs={**recipe.flow_kwargs, "num_classes": int(self.num_classes)},
+                             label_dropout=dropout)
 
     def prepare(self, model, job):
         """Checks every split's images and labels; the class prior from the training labels."""

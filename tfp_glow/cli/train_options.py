@@ -138,6 +138,11 @@ def _fit_options(t):
                    help="images: train on Gaussian-noised batches with this sigma (TarFlow's generation mode, "
                         "e.g. 0.05); samples are denoised with one score step, and the figures stay the "
                         "clean uniform-dequantization bound (default 0: off; with --resume: the run's)")
+    t.add_argument("--label-dropout", type=non_negative_float, default=None,
+                   help="--conditional: the share of training labels replaced by the mean class, so guided "
+                        "sampling (sample --guidance) has an unconditional model to extrapolate from "
+                        "(default: 0.1 for tarflow, as TarFlow's reference; 0 for the others; with --resume: "
+                        "the run's)")
     t.add_argument("--dequantization", choices=("uniform", "variational"), default=None,
                    help="images: uniform noise, or a learned q(u|x) trained jointly (Flow++); the figures are "
                         "then the variational bound (default: uniform; with --resume: the run's)")

@@ -51,6 +51,10 @@ def stored_config(args):
     if args.noise_sigma is not None and float(args.noise_sigma) != run_sigma:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --noise-sigma {run_sigma:g}.")
     args.noise_sigma = run_sigma
+    run_dropout = float(stored.get("label_dropout", 0.0) or 0.0)  # runs before it had none
+    if args.label_dropout is not None and float(args.label_dropout) != run_dropout:
+        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --label-dropout {run_dropout:g}.")
+    args.label_dropout = run_dropout
     run_ema = stored.get("ema_decay") or None  # its averages are in the run's checkpoints
     if args.ema is not None and (args.ema or None) != run_ema:
         raise CLIError(f"--resume: the run in {args.run_dir!r} uses --ema {run_ema or 'none'}.")

@@ -35,6 +35,7 @@ def save_run_config(run_dir, model, data_name, extra=None):
         "eval_seed": model.eval_seed,
         "dequantization": model.dequantization,
         "noise_sigma": float(getattr(model, "noise_sigma", 0.0)),
+        "label_dropout": float(getattr(model, "label_dropout", 0.0)),
         "eval_batch_size": EVAL_BATCH_SIZE,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

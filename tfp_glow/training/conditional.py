@@ -31,7 +31,7 @@ from tfp_glow import serving as export_lib
 from tfp_glow.data import labels as labels_lib
 from tfp_glow.bijectors import log_prob as lean_log_prob
 from tfp_glow.models import FlowConfig
-from tfp_glow.training import FlowModel
+from tfp_glow.training import FlowModel, generation
 from tfp_glow.training.context import as_label_array
 
 __all__ = ["ConditionalFlowModel", "flow_model_class", "make_flow_model"]
@@ -60,6 +60,11 @@ class ConditionalFlowModel(FlowModel):
     Args:
       config: a `FlowConfig` whose builder arguments include `num_classes = K >= 2`.
       n_bits, eval_seed, recompute, name: as for `FlowModel`.
+      label_dropout: share of the training examples whose label is replaced by the uniform
+        context `1/K` (the mean class embedding) in each step, classifier-free guidance's
+        training (Ho & Salimans 2022; TarFlow's `drop_label`, 0.1): guided sampling
+        (`sample(..., guidance=g)`) extrapolates from that context. 0: off. Evaluation,
+        classification and sampling always use the given labels.
 
     Attributes:
       num_classes: `K`.
@@ -68,8 +73,11 @@ class ConditionalFlowModel(FlowModel):
 
     targets_are = "labels"
 
-    def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="conditional_flow_model", **kwargs):
+    def __init__(self, config, n_bits=8, eval_seed=1234, recompute=None, name="conditional_flow_model",
+                 label_dropout=0.0, **kwargs):
         super().__init__(config, n_bits=n_bits, eval_seed=eval_seed, recompute=recompute, name=name, **kwargs)
+        # classifier-free guidance's training: a share of the steps' labels become the mean class
+        self.label_dropout = generation.check_label_dropout(label_dropout)
         k = self.context_dim
         if k < 2:
             raise ValueError(f"ConditionalFlowModel needs a flow built with num_classes >= 2; the config has "
@@ -98,6 +106,14 @@ class ConditionalFlowModel(FlowModel):
             return labels
         y = as_label_array(labels)  # sampling: an int label is that class for every sample
         return np.full(n, y) if y.ndim == 0 and np.issubdtype(y.dtype, np.integer) else y
+
+    def get_config(self):
+        return {**super().get_config(), "label_dropout": self.label_dropout}
+
+    def _training_context(self, context, seed):
+        if not self.label_dropout:
+            return context
+        return generation.drop_labels(context, self.label_dropout, seed)
 
     def _class_hint(self):
         return ""  # this is the class-conditional model

@@ -119,6 +119,10 @@ class ContextMixin:
             raise self._needs_context()
         return self.context(y)
 
+    def _training_context(self, context, seed):
+        """The context a training step's flow sees (`ConditionalFlowModel` drops labels here)."""
+        return context
+
     def _check_targets(self, y, n, what="labels"):
         if self.targets_are == "labels":
             return self.check_labels(y, n, what)

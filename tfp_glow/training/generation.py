@@ -24,9 +24,11 @@ import tensorflow as tf
 from tfp_glow.bijectors.conditioning import GUIDANCE, takes_guidance
 from tfp_glow.models.denoising import denoise  # noqa: F401  (the model's, re-exported)
 
-__all__ = ["add_training_noise", "check_guidance", "check_noise_sigma", "denoise", "guidance_kwargs"]
+__all__ = ["add_training_noise", "check_guidance", "check_label_dropout", "check_noise_sigma", "denoise", "drop_labels",
+           "guidance_kwargs"]
 
 _NOISE_STREAM = 0x6e6f  # folded into the dequantization seed: an independent stream
+_LABEL_STREAM = 0x6c62  # the label dropout's stream
 
 
 def check_noise_sigma(sigma):
@@ -42,6 +44,28 @@ def add_training_noise(x_pre, sigma, seed):
     eps = tf.random.stateless_normal(tf.shape(x_pre), tf.random.experimental.stateless_fold_in(seed, _NOISE_STREAM),
                                      dtype=x_pre.dtype)
     return x_pre + tf.cast(sigma, x_pre.dtype) * eps
+
+
+def check_label_dropout(rate):
+    """`rate` as a float in [0, 1), or a clear `ValueError`."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(rate) or not 0 <= rate < 1:
+        raise ValueError(f"label_dropout must be a float in [0, 1) (0: off); received {rate!r}.")
+    return float(rate)
+
+
+def drop_labels(context, rate, seed):
+    """Each row of a one-hot `context [N, K]` replaced by the uniform `1/K` with probability `rate`.
+
+    Classifier-free guidance's training (the reference's `drop_label`): the uniform context is
+    the mean class embedding, which guided sampling extrapolates from, so the flow also learns
+    the unconditional density there. Rows are drawn from the stateless `seed [2]` (a stream of
+    its own).
+    """
+    n, k = tf.shape(context)[0], context.shape[-1]
+    u = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, _LABEL_STREAM))
+    uniform = tf.fill(tf.shape(context), tf.constant(1.0 / k, context.dtype))
+    return tf.where((u < rate)[:, None], uniform, context)
 
 
 def check_guidance(model, guidance):

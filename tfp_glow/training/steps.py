@@ -67,6 +67,7 @@ class StepsMixin:
         context = self._step_context(y)
         with tf.GradientTape() as tape:
             seed = self.train_noise_seed()
+            context = self._training_context(context, seed)
             x_pre, log_q = self.dequantize(x, seed=seed)
             if self.noise_sigma:  # generation mode: the flow learns the smoothed density
                 x_pre = generation.add_training_noise(x_pre, self.noise_sigma, seed)
