@@ -301,7 +301,7 @@ def test_seeds_and_variants_run_in_turn_and_the_summary_is_their_mean_and_spread
 @pytest.mark.parametrize("options, pattern", [
     ({"s_min": "0"}, r"unknown key 's_min'"),
     ({"scale_min": "1.0"}, r"scale_min must be a float in \[0, 1\); received '1.0'"),
-    ({"optimizer": "sgd"}, r"optimizer must be adam or adamax"),
+    ({"optimizer": "sgd"}, r"optimizer must be adam, adamax or adamw"),
     ({"lr_schedule": "cosine"}, r"lr_schedule=cosine needs --step-budget"),
 ])
 def test_variant_options_are_checked(options, pattern):
