@@ -36,12 +36,18 @@ which is exactly `FlowModel.eval_noise()`.
 """
 import math
 import os
+import sys
 import time
 import warnings
 
 import numpy as np
-import normflows as nf
-import torch
+
+# Triton (in CUDA builds of torch, loaded by torch's optimizers through torch._dynamo) brings an
+# LLVM that segfaults beside TensorFlow's XLA in one process (the quality bench's child imports
+# both); the CPU peer does not use it.
+sys.modules.setdefault("triton", None)
+import normflows as nf  # noqa: E402
+import torch  # noqa: E402
 
 _U_MAX = 1.0 - 2.0 ** -17  # as tfp_glow.data.dequantize: u never reaches the next bin
 
