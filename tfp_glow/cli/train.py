@@ -25,6 +25,7 @@ from tfp_glow import data as data_lib
 from tfp_glow import extras, plots, recipes, runs
 from tfp_glow.training import distribute
 from tfp_glow.training.progress import EpochLine
+from tfp_glow.training.time_limit import TimeLimit
 from tfp_glow.numerics import precision
 from tfp_glow.data import splits
 from tfp_glow.cli import train_data, train_resume
@@ -91,6 +92,9 @@ def run(args):
 def _plan(args):
     """The data, the recipe and the run directory, from the options (and a resumed run)."""
     resumes_conditional_run(args)  # a resumed run decides, as it does for its data and flow
+    if args.time_limit and args.strategy == "multiworker":  # each worker's clock would decide alone
+        raise CLIError("--time-limit does not apply to --strategy multiworker: the workers would stop "
+                       "at different epochs.")
     hooks = train_data.for_args(args)
     stored = train_resume.stored_config(args) if args.resume else None
     if stored is not None:
@@ -283,6 +287,9 @@ def _fit(args, job):
         callbacks += _chief_callbacks(args, job)
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     callbacks.append(EpochLine())  # the short epoch line (training/progress.py)
+    limit = TimeLimit(args.time_limit) if args.time_limit else None
+    if limit is not None:
+        callbacks.append(limit)
     if job.initial_epoch >= recipe.epochs:
         say(f"the run already completed {job.initial_epoch} epoch(s) (--epochs {recipe.epochs}); nothing to train")
         return
@@ -300,6 +307,10 @@ def _fit(args, job):
         print(f"error: {e} {hint}", file=sys.stderr, flush=True)
         raise SystemExit(1)
     say(f"training took {time.time() - t_fit:.1f} s")
+    if limit is not None and limit.stopped_epoch is not None:
+        say(f"stopped by --time-limit {args.time_limit:g} after epoch {limit.stopped_epoch} of {recipe.epochs} "
+            f"({model.optimizer.iterations.numpy():,} steps); continue with tfp-glow train --resume "
+            f"--run-dir {job.run_dir}")
 
 
 def _interrupted_message(job):

@@ -208,6 +208,9 @@ def _execution_options(t):
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its latest checkpoint (model, optimizer, "
                         "epoch); model options come from its config.json")
+    r.add_argument("--time-limit", type=positive_float, default=None, metavar="SECONDS",
+                   help="stop at the end of the last epoch that fits in SECONDS of training (a whole "
+                        "checkpoint: --resume continues from it); not recorded in the run (default: none)")
     r.add_argument("--no-xla", action="store_true",
                    help="never compile with XLA (jit_compile=False); by default FlowModel.compile decides "
                         "(jit_compile='auto')")
