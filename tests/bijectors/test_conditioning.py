@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_glow.bijectors import AffineCoupling, Chain, LearnedPrior, Split, Squeeze, walk
-from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, is_conditional
+from tfp_glow.bijectors.conditioning import CONDITIONAL_INPUT, is_conditional, mean_class_context
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 K = 3
@@ -242,3 +242,14 @@ def test_log_det_equals_the_autodiff_jacobian_with_a_context(kind):
     _, logdet = np.linalg.slogdet(tf.reshape(jac, [3, d, d]).numpy())
     np.testing.assert_allclose(b.forward_log_det_jacobian(z, len(shape), conditional_input=c), logdet, atol=1e-8)
     np.testing.assert_allclose(b.inverse(x.numpy().reshape((3,) + shape), conditional_input=c), z, atol=1e-8)
+
+
+def test_mean_class_context_is_the_average_of_the_one_hot_labels():
+    k = 5
+    labels = tf.one_hot([0, 3, 4], k)
+    mean = mean_class_context(labels).numpy()
+    np.testing.assert_allclose(mean, np.tile(np.eye(k).mean(axis=0), (3, 1)), rtol=1e-7)
+    assert mean_class_context(labels, tf.float64).dtype == tf.float64
+    unknown_batch = tf.function(lambda c: mean_class_context(c)).get_concrete_function(
+        tf.TensorSpec([None, k], tf.float32))
+    assert unknown_batch.output_shapes.as_list() == [None, k]

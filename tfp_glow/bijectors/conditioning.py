@@ -21,7 +21,7 @@ from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
 __all__ = ["CONDITIONAL_INPUT", "GUIDANCE", "ContextProjection", "broadcast_context", "is_conditional",
-           "member_kwargs", "refuse_context", "require_context", "takes_guidance"]
+           "mean_class_context", "member_kwargs", "refuse_context", "require_context", "takes_guidance"]
 
 #: The TFP keyword argument our conditional bijectors take.
 CONDITIONAL_INPUT = "conditional_input"
@@ -81,6 +81,17 @@ def require_context(context, context_dim, who):
         raise ValueError(f"{who}: `{CONDITIONAL_INPUT}` must have shape [..., {context_dim}]; "
                          f"received shape {context.shape}.")
     return context
+
+
+def mean_class_context(context, dtype=None):
+    """The uniform context `1/K` in the shape of `context [..., K]`: the mean class embedding.
+
+    A one-hot label's embedding is linear in it, so `1/K` embeds the average of the classes:
+    the "no label" a class-conditional flow learns under label dropout, which classifier-free
+    guidance extrapolates away from.
+    """
+    dtype = tf.as_dtype(dtype or context.dtype)
+    return tf.fill(tf.shape(context), tf.constant(1.0 / context.shape[-1], dtype))
 
 
 def broadcast_context(context, x, event_rank):

@@ -10,7 +10,7 @@ import tensorflow_probability as tfp
 from tfp_glow.bijectors._util import AugmentedBijectorMixin, check_event_shape, keras_variables, layer_dtype
 from tfp_glow.bijectors.autoregressive import check_order
 from tfp_glow.bijectors.bounds import bounded_log_scale
-from tfp_glow.bijectors.conditioning import broadcast_context, refuse_context, require_context
+from tfp_glow.bijectors.conditioning import broadcast_context, mean_class_context, refuse_context, require_context
 from tfp_glow.bijectors.transformer import CausalTransformer
 
 tfb = tfp.bijectors
@@ -201,8 +201,7 @@ class TransformerAutoregressive(AugmentedBijectorMixin, tfb.Bijector):
                              f"is unconditional.")
         if guided:  # one network call on [conditional; unconditional] rows, one cache of 2N rows
             g = tf.cast(guidance, self.dtype)
-            uniform = tf.fill(tf.shape(context), tf.constant(1.0 / self._context_dim, self.dtype))
-            context = tf.concat([context, uniform], axis=0)
+            context = tf.concat([context, mean_class_context(context, self.dtype)], axis=0)
 
         def body(i, x, ldj, cache):
             # x holds the data tokens 0 .. i; token i's output gives a, b of token i + 1

@@ -21,7 +21,7 @@ References:
 import numpy as np
 import tensorflow as tf
 
-from tfp_glow.bijectors.conditioning import GUIDANCE, takes_guidance
+from tfp_glow.bijectors.conditioning import GUIDANCE, mean_class_context, takes_guidance
 from tfp_glow.models.denoising import denoise  # noqa: F401  (the model's, re-exported)
 
 __all__ = ["add_training_noise", "check_guidance", "check_label_dropout", "check_noise_sigma", "denoise", "drop_labels",
@@ -62,10 +62,8 @@ def drop_labels(context, rate, seed):
     the unconditional density there. Rows are drawn from the stateless `seed [2]` (a stream of
     its own).
     """
-    n, k = tf.shape(context)[0], context.shape[-1]
-    u = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(seed, _LABEL_STREAM))
-    uniform = tf.fill(tf.shape(context), tf.constant(1.0 / k, context.dtype))
-    return tf.where((u < rate)[:, None], uniform, context)
+    u = tf.random.stateless_uniform(tf.shape(context)[:1], tf.random.experimental.stateless_fold_in(seed, _LABEL_STREAM))
+    return tf.where((u < rate)[:, None], mean_class_context(context), context)
 
 
 def check_guidance(model, guidance):
