@@ -58,7 +58,6 @@ from tfp_glow.data import splits
 from tfp_glow.numerics import stability
 from tfp_glow.training.conditional import make_flow_model
 from tfp_glow.models import FlowConfig
-from tfp_glow.training import FlowModel
 
 __all__ = ["Recipe", "OptionError", "MODEL_OPTIONS", "recipe_for", "build_model", "glow_levels", "default_flow",
            "default_run_dir", "total_steps", "conditional_label_dropout"]
@@ -383,10 +382,9 @@ def build_model(data_name="digits", flow=None, *, recipe=None, info=None, data_d
             raise ValueError(f"lr_schedule 'cosine' decays over the run's steps, and the number of training "
                              f"examples of {data_name!r} is unknown: give steps_per_epoch.")
     with (strategy or tf.distribute.get_strategy()).scope():
-        conditional = {"label_dropout": recipe.label_dropout} if recipe.label_dropout else {}
         model = make_flow_model(FlowConfig(recipe.flow, tuple(info.shape), recipe.flow_kwargs), n_bits=recipe.n_bits,
                                 dequantization=recipe.dequantization, noise_sigma=recipe.noise_sigma or 0.0,
-                                **conditional)
+                                label_dropout=recipe.label_dropout)
         model.compile(keras.optimizers.Adam(recipe.learning_rate), warmup_steps=recipe.warmup_steps,
                       clip_norm=recipe.clip_norm or None, jit_compile=jit_compile, ema_decay=recipe.ema_decay or None,
                       lr_schedule=recipe.lr_schedule, total_steps=steps)

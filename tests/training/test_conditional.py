@@ -176,6 +176,10 @@ def test_other_label_errors(digits, trained, fresh):
     x, y, _, _ = digits
     plain = make_flow_model(support.TINY_GLOW, n_bits=5)
     assert type(plain) is FlowModel
+    with pytest.raises(ValueError, match="label_dropout=0.1 needs a class-conditional flow"):
+        make_flow_model(support.TINY_GLOW, n_bits=5, label_dropout=0.1)
+    with pytest.raises(ValueError, match=r"label_dropout must be a float in \[0, 1\)"):
+        make_flow_model(support.TINY_GLOW, n_bits=5, label_dropout=1.5)
     plain.compile(keras.optimizers.Adam(1e-3))
     with pytest.raises(ValueError, match="unconditional"):
         plain.fit(x[:64], y[:64], batch_size=32, verbose=0)

@@ -37,6 +37,13 @@ def test_label_dropout_survives_get_config():
     assert tg.ConditionalFlowModel(TINY_CONDITIONAL_GLOW, n_bits=5).label_dropout == 0.0  # off by default
 
 
+def test_make_flow_model_hands_label_dropout_to_the_conditional_model():
+    from tfp_glow.training.conditional import make_flow_model
+    model = make_flow_model(TINY_CONDITIONAL_GLOW, n_bits=5, label_dropout=0.2)
+    assert isinstance(model, tg.ConditionalFlowModel) and model.label_dropout == 0.2
+    assert make_flow_model(TINY_CONDITIONAL_GLOW, n_bits=5, label_dropout=None).label_dropout == 0.0
+
+
 def test_the_train_step_drops_labels_and_evaluation_does_not(monkeypatch):
     calls = []
     real = generation.drop_labels

@@ -27,11 +27,10 @@ def build_model(config, strategy=None):
     try:
         flow_config = FlowConfig.from_dict(config["flow_config"])
         with precision.float32_policy(), strategy.scope():
-            dropout = float(config.get("label_dropout", 0.0) or 0.0)
             model = make_flow_model(flow_config, n_bits=config["n_bits"], eval_seed=config.get("eval_seed", 1234),
                                     dequantization=config.get("dequantization", "uniform"),
                                     noise_sigma=float(config.get("noise_sigma", 0.0) or 0.0),
-                                    **({"label_dropout": dropout} if dropout else {}))
+                                    label_dropout=float(config.get("label_dropout", 0.0) or 0.0))
             averaging.attach(model, config.get("ema_decay"))
         return model
     except (KeyError, TypeError, ValueError) as e:

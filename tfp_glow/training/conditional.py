@@ -43,9 +43,20 @@ def flow_model_class(config):
     return ConditionalFlowModel if int(config.kwargs.get("num_classes", 0) or 0) else FlowModel
 
 
-def make_flow_model(config, **kwargs):
-    """The right model class for `config` (see `flow_model_class`), built with `kwargs`."""
-    return flow_model_class(config)(config, **kwargs)
+def make_flow_model(config, label_dropout=0.0, **kwargs):
+    """The right model class for `config` (see `flow_model_class`), built with `kwargs`.
+
+    `label_dropout` (a float in [0, 1), or None for 0) goes to a `ConditionalFlowModel`; on an
+    unconditional config anything but 0 is a `ValueError`, since there are no labels to drop.
+    """
+    cls = flow_model_class(config)
+    rate = generation.check_label_dropout(label_dropout or 0.0)
+    if cls is ConditionalFlowModel:
+        return cls(config, label_dropout=rate, **kwargs)
+    if rate:
+        raise ValueError(f"label_dropout={rate:g} needs a class-conditional flow (num_classes >= 2); this "
+                         f"config is unconditional.")
+    return cls(config, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="tfp_glow")
