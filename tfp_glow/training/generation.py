@@ -31,12 +31,18 @@ _NOISE_STREAM = 0x6e6f  # folded into the dequantization seed: an independent st
 _LABEL_STREAM = 0x6c62  # the label dropout's stream
 
 
+def _checked_float(value, ok, message):
+    """`value` as a float if it is a finite real number (not a bool) that `ok` accepts, else
+    `ValueError(message + received)`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value) or not ok(value):
+        raise ValueError(f"{message}; received {value!r}.")
+    return float(value)
+
+
 def check_noise_sigma(sigma):
     """`sigma` as a float >= 0, or a clear `ValueError`."""
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"noise_sigma must be a finite float >= 0 (0: no noise); received {sigma!r}.")
-    return float(sigma)
+    return _checked_float(sigma, lambda v: v >= 0, "noise_sigma must be a finite float >= 0 (0: no noise)")
 
 
 def add_training_noise(x_pre, sigma, seed):
@@ -48,10 +54,7 @@ def add_training_noise(x_pre, sigma, seed):
 
 def check_label_dropout(rate):
     """`rate` as a float in [0, 1), or a clear `ValueError`."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(rate) or not 0 <= rate < 1:
-        raise ValueError(f"label_dropout must be a float in [0, 1) (0: off); received {rate!r}.")
-    return float(rate)
+    return _checked_float(rate, lambda v: 0 <= v < 1, "label_dropout must be a float in [0, 1) (0: off)")
 
 
 def drop_labels(context, rate, seed):
