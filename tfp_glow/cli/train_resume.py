@@ -40,25 +40,13 @@ def stored_config(args):
         raise CLIError(f"--resume: the run in {args.run_dir!r} trains {stored_flow}, not {args.flow}.")
     args.flow = stored_flow
     args.data = resumed_data(args, stored)
-    if args.n_bits is not None and args.n_bits != stored["n_bits"]:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --n-bits {stored['n_bits']}.")
-    args.n_bits = stored["n_bits"]  # the run's bit depth, never the data kind's default
-    run_deq = stored.get("dequantization", "uniform")
-    if args.dequantization is not None and args.dequantization != run_deq:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --dequantization {run_deq}.")
-    args.dequantization = run_deq
-    run_sigma = float(stored.get("noise_sigma", 0.0) or 0.0)
-    if args.noise_sigma is not None and float(args.noise_sigma) != run_sigma:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --noise-sigma {run_sigma:g}.")
-    args.noise_sigma = run_sigma
-    run_dropout = float(stored.get("label_dropout", 0.0) or 0.0)  # runs before it had none
-    if args.label_dropout is not None and float(args.label_dropout) != run_dropout:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --label-dropout {run_dropout:g}.")
-    args.label_dropout = run_dropout
-    run_ema = stored.get("ema_decay") or None  # its averages are in the run's checkpoints
-    if args.ema is not None and (args.ema or None) != run_ema:
-        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --ema {run_ema or 'none'}.")
-    args.ema = run_ema
+    _keep_the_runs(args, "n_bits", stored["n_bits"])  # the run's bit depth, never the data kind's default
+    _keep_the_runs(args, "dequantization", stored.get("dequantization", "uniform"))
+    # runs from before these options had none: 0
+    for key in ("noise_sigma", "label_dropout"):
+        _keep_the_runs(args, key, float(stored.get(key, 0.0) or 0.0), same=lambda given, run: float(given) == run)
+    # its averages are in the run's checkpoints
+    _keep_the_runs(args, "ema", stored.get("ema_decay") or None, same=lambda given, run: (given or None) == run)
     for key in ("val_fraction", "test_fraction"):
         setattr(args, key, stored.get(key, getattr(args, key)))
     # An image folder is read as the run first read it (size and colour are its identity).
@@ -70,6 +58,15 @@ def stored_config(args):
         if stored.get(key):
             setattr(args, key, stored[key])
     return stored
+
+
+def _keep_the_runs(args, key, run_value, same=lambda given, run: given == run):
+    """Sets `args.<key>` to the run's value; a given value that differs (`same`) is a `CLIError`."""
+    given = getattr(args, key)
+    if given is not None and not same(given, run_value):
+        shown = "none" if run_value is None else (f"{run_value:g}" if isinstance(run_value, float) else run_value)
+        raise CLIError(f"--resume: the run in {args.run_dir!r} uses --{key.replace('_', '-')} {shown}.")
+    setattr(args, key, run_value)
 
 
 def resumed_data(args, stored):
