@@ -42,6 +42,17 @@ def test_the_tarflow_variant_takes_the_cli_recipe_and_the_variant_keys_change_it
     assert g["flow"] == "glow" and g["flow_kwargs"]["hidden_channels"] == 8
 
 
+def test_flow_of_gives_the_flow_and_builder_arguments_the_variant_trains():
+    cfg = _cfg(flow="tarflow", variants=["narrow:flow=tarflow,width=32", "smin0:scale_min=0"])
+    for options in cfg["variants"].values():
+        s = quality_variants.ours_settings(cfg, options)
+        assert quality_variants.flow_of(cfg, options) == (s["flow"], s["flow_kwargs"])
+    assert quality_config.tarflow_kwargs(cfg) == {"narrow": quality_variants.flow_of(cfg, {"flow": "tarflow",
+                                                                                          "width": "32"})[1]}
+    with pytest.raises(ValueError, match="width is not an option of flow=glow"):
+        quality_variants.flow_of(cfg, {"width": "32"})
+
+
 @pytest.mark.parametrize("options, pattern", [
     ({"flow": "maf"}, r"flow must be glow or tarflow; received 'maf'"),
     ({"flow": "tarflow", "scale_min": "0"}, r"scale_min is not an option of flow=tarflow"),

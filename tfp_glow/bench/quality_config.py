@@ -158,8 +158,8 @@ def resolve_config(data="digits28", budget=600.0, levels=None, steps=None, hidde
 
 def tarflow_kwargs(cfg):
     """`{variant: builder arguments}` of the variants that run TarFlow."""
-    return {name: quality_variants.ours_settings(cfg, o)["flow_kwargs"] for name, o in cfg["variants"].items()
-            if o.get("flow") == "tarflow"}
+    flows = {name: quality_variants.flow_of(cfg, o) for name, o in cfg["variants"].items()}
+    return {name: kwargs for name, (flow, kwargs) in flows.items() if flow == "tarflow"}
 
 
 def budget_points(cfg):

@@ -55,18 +55,13 @@ def _bool(text):
     return t in ("true", "1", "yes")
 
 
-def _count(text):
-    v = int(text)
-    if v < 0:
-        raise ValueError
-    return v
-
-
-def _positive(text):
-    v = int(text)
-    if v < 1:
-        raise ValueError
-    return v
+def _int(lo):
+    def parse(text):
+        v = int(text)
+        if v < lo:
+            raise ValueError
+        return v
+    return parse
 
 
 def _clip(text):
@@ -97,14 +92,14 @@ OURS_OPTIONS = {
     "conv_init": (_choice("keras", "torch"), "keras or torch",
                   "initialisation of the conditioners' hidden convs (torch: PyTorch's default uniform)"),
     "lr": (_float(0.0, lo_open=True), "a float > 0", "the learning rate"),
-    "warmup": (_count, "an integer >= 0", "linear warmup steps"),
+    "warmup": (_int(0), "an integer >= 0", "linear warmup steps"),
     "clip": (_clip, "a float > 0 or none", "the global gradient-norm clip"),
     "flow": (_choice("glow", "tarflow"), "glow or tarflow",
              "the flow (tarflow: the CLI's TarFlow recipe for the data, tfp_glow.recipes)"),
-    "patch_size": (lambda t: _positive(t), "an integer >= 1", "tarflow: the patch side p (tokens of p x p pixels)"),
-    "width": (lambda t: _positive(t), "an integer >= 1", "tarflow: the transformer width"),
-    "blocks": (lambda t: _positive(t), "an integer >= 1", "tarflow: autoregressive blocks"),
-    "layers_per_block": (lambda t: _positive(t), "an integer >= 1", "tarflow: transformer layers per block"),
+    "patch_size": (_int(1), "an integer >= 1", "tarflow: the patch side p (tokens of p x p pixels)"),
+    "width": (_int(1), "an integer >= 1", "tarflow: the transformer width"),
+    "blocks": (_int(1), "an integer >= 1", "tarflow: autoregressive blocks"),
+    "layers_per_block": (_int(1), "an integer >= 1", "tarflow: transformer layers per block"),
 }
 GLOW_ONLY = ("scale_min", "split_prior", "learn_top", "prior_logscale", "conv_init")
 TARFLOW_ONLY = ("patch_size", "width", "blocks", "layers_per_block")
@@ -130,6 +125,35 @@ def _tarflow_defaults(cfg):
     return dict(r.flow_kwargs), float(r.learning_rate), int(r.warmup_steps or 0), r.clip_norm or None, r.ema_decay
 
 
+def flow_of(cfg, options):
+    """`(flow, builder arguments)` of a variant with `options` (`{key: text}`) under `cfg`,
+    without building anything; a `ValueError` as `ours_settings` gives."""
+    flow, flow_kwargs, _ = _flow_and_defaults(cfg, parse_options(options))
+    return flow, flow_kwargs
+
+
+def _flow_and_defaults(cfg, o):
+    """`(flow, flow_kwargs, (lr, warmup, clip, ema))` of the parsed options `o`: the flow's
+    builder arguments and the training defaults the options start from."""
+    flow = o.get("flow", "glow")
+    foreign = [k for k in (GLOW_ONLY if flow == "tarflow" else TARFLOW_ONLY) if k in o]
+    if foreign:
+        raise ValueError(f"--ours: {', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not an option of "
+                         f"flow={flow}" + ("" if flow == "tarflow" else " (add flow=tarflow)") + ".")
+    if flow == "tarflow":
+        flow_kwargs, *training = _tarflow_defaults(cfg)
+        flow_kwargs.update({k: o[k] for k in TARFLOW_ONLY if k in o})
+        return flow, flow_kwargs, tuple(training)
+    flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"],
+                       split_prior=cfg.get("split_prior", True))
+    for key in ("scale_min", "split_prior", "learn_top"):
+        if key in o:
+            flow_kwargs[key] = o[key]
+    if o.get("prior_logscale"):
+        flow_kwargs["prior_logscale_factor"] = o["prior_logscale"]
+    return flow, flow_kwargs, (cfg["learning_rate"], cfg["warmup_steps"], cfg["clip_norm"], cfg.get("ema_decay"))
+
+
 def ours_settings(cfg, options):
     """What to build and compile for a variant with `options` (`{key: text}`) under `cfg`.
 
@@ -143,23 +167,7 @@ def ours_settings(cfg, options):
         budget (the schedule needs to know where the run ends).
     """
     o = parse_options(options)
-    flow = o.get("flow", "glow")
-    foreign = [k for k in (GLOW_ONLY if flow == "tarflow" else TARFLOW_ONLY) if k in o]
-    if foreign:
-        raise ValueError(f"--ours: {', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not an option of "
-                         f"flow={flow}" + ("" if flow == "tarflow" else " (add flow=tarflow)") + ".")
-    if flow == "tarflow":
-        flow_kwargs, lr, warmup, clip, ema = _tarflow_defaults(cfg)
-        flow_kwargs.update({k: o[k] for k in TARFLOW_ONLY if k in o})
-    else:
-        flow_kwargs = dict(levels=cfg["levels"], steps=cfg["steps"], hidden_channels=cfg["hidden"],
-                           split_prior=cfg.get("split_prior", True))
-        for key in ("scale_min", "split_prior", "learn_top"):
-            if key in o:
-                flow_kwargs[key] = o[key]
-        if o.get("prior_logscale"):
-            flow_kwargs["prior_logscale_factor"] = o["prior_logscale"]
-        lr, warmup, clip, ema = cfg["learning_rate"], cfg["warmup_steps"], cfg["clip_norm"], cfg.get("ema_decay")
+    flow, flow_kwargs, (lr, warmup, clip, ema) = _flow_and_defaults(cfg, o)
     lr = o.get("lr", lr)
     compile_kwargs = dict(warmup_steps=o.get("warmup", warmup), clip_norm=o.get("clip", clip),
                           max_nonfinite_steps=None)
